@@ -1,0 +1,169 @@
+"""Reference-file assets: files -> metrics -> evaluations, one partition per file.
+
+A delivery (18 detectors) is one run: the assets take every partition key of
+the run (``BackfillPolicy.single_run``) and measure the files in parallel
+worker processes inside it (`rdmt_dagster.parallel`), since a run costs
+seconds to start and a file ~0.5 s to measure.
+
+Re-evaluation: a backfill over the partitions after the standards changed
+re-evaluates every file with the new standards (new rows under the new
+standards hash; the earlier evaluations stay) and measures again only the
+files whose monitor version changed (``RDMTConfig.remeasure`` forces it).
+"""
+
+
+from collections import Counter
+from functools import lru_cache
+
+import dagster as dg
+
+from ..parallel import process_map
+from ..resources import RDMTConfig, open_database
+from ..science.metrics import FileInfo, MetricSet
+from ..science.monitor import evaluate, measure, registry
+from ..science.standards import Standards
+
+GROUP = "reference_files"
+
+reference_file_partitions = dg.DynamicPartitionsDefinition(name="reference_files")
+
+reference_files = dg.AssetSpec(
+    "reference_files",
+    partitions_def=reference_file_partitions,
+    group_name=GROUP,
+    description="WFI calibration reference files delivered to CRDS (one partition per file name).",
+    kinds={"asdf"},
+)
+
+EVALUATIONS_PASS = "evaluations_pass"
+FILES_READABLE = "files_readable"
+
+
+def _stored_if_current(database, key: str, path: str | None) -> MetricSet | None:
+    """The stored metrics of ``key`` when neither its file nor its monitor's version changed since."""
+    status = database.file_status(key)
+    if not status or status["status"] != "ok" or status["path"] != path:
+        return None
+    monitor = registry().get(status["monitor"])
+    if monitor is None or monitor.version != status["monitor_version"]:
+        return None
+    stored = database.load_metric_set(key)
+    stored.reused = True
+    return stored
+
+
+@lru_cache(maxsize=4)
+def _standards(standards_file: str | None) -> Standards:
+    return Standards(standards_file)
+
+
+def measure_task(task: tuple) -> MetricSet:
+    """Measure one file (runs in a worker process): ``(key, path, standards_file, database_url, remeasure)``."""
+    key, path, standards_file, database_url, remeasure = task
+    database = open_database(database_url)
+    if not remeasure:
+        stored = _stored_if_current(database, key, path)
+        if stored is not None:
+            return stored
+    if path is None:
+        return MetricSet(FileInfo(key, "", ""), "", error=f"{key}: file not found (not registered, not in reference_dirs)")
+    return measure(path, _standards(standards_file).for_monitor, database.previous_path)
+
+
+def _measure_all(rdmt: RDMTConfig, keys: list[str], log) -> dict[str, MetricSet]:
+    paths = rdmt.locate(keys)
+    url = rdmt.resolved_database_url()
+    tasks = [(key, paths.get(key), rdmt.standards_file, url, rdmt.remeasure) for key in keys]
+    results = dict(zip(keys, process_map(measure_task, tasks, rdmt.workers)))
+    for result in results.values():
+        if result.error:
+            log.error(result.error)
+    return results
+
+
+@dg.asset(
+    partitions_def=reference_file_partitions,
+    deps=[reference_files],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="metrics_io_manager",
+    group_name=GROUP,
+    kinds={"numpy", "parquet", "sql"},
+    description="Metrics of each reference file at detector, amp and super-pixel scale.",
+)
+def reference_file_metrics(context: dg.AssetExecutionContext, rdmt: RDMTConfig):
+    keys = list(context.partition_keys)
+    results = _measure_all(rdmt, keys, context.log)
+    monitors = Counter(r.info.monitor for r in results.values() if r.ok and not r.reused)
+    errors = {k: r.error for k, r in results.items() if not r.ok}
+    return dg.Output(
+        results,
+        metadata={
+            "files": len(keys),
+            "measured": dict(monitors),
+            "reused_unchanged_monitor_version": sum(r.reused for r in results.values()),
+            "errors": dg.MetadataValue.json(errors),
+            "metric_values": sum(v.size for r in results.values() for m in r.metrics for _, v in m.values.items()),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=reference_file_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="evaluations_io_manager",
+    group_name=GROUP,
+    kinds={"parquet", "sql", "ecsv"},
+    description="Every metric value against the mission, SOC, change and trend standards.",
+    check_specs=[
+        dg.AssetCheckSpec(EVALUATIONS_PASS, asset="reference_file_evaluations",
+                          description="Every evaluation of the run's reference files passed."),
+        dg.AssetCheckSpec(FILES_READABLE, asset="reference_file_evaluations",
+                          description="Every reference file of the run could be read and measured."),
+    ],
+)
+def reference_file_evaluations(context: dg.AssetExecutionContext, rdmt: RDMTConfig, reference_file_metrics):
+    database = rdmt.database()
+    standards = rdmt.standards()
+    history = database.history()
+    outputs, failing, severities, by_monitor = {}, [], set(), {}
+    # Oldest first, so that a batch holding several files of one detector
+    # compares each with its predecessor.
+    for key, metric_set in sorted(reference_file_metrics.items(), key=lambda kv: kv[1].info.order_key):
+        if not metric_set.ok:
+            outputs[key] = (metric_set, None)
+            continue
+        monitor = metric_set.info.monitor
+        if monitor not in by_monitor:
+            by_monitor[monitor] = standards.for_monitor(monitor)
+            database.write_standards(by_monitor[monitor])
+        monitor_standards = by_monitor[monitor]
+        result = evaluate(metric_set, monitor_standards, history)
+        outputs[key] = (metric_set, result)
+        for ev in result.failures:
+            severities.add(monitor_standards.check_severity)
+            failing.append({
+                "file": key, "detector": metric_set.info.detector, "metric": f"{ev.scale}_{ev.metric}",
+                "evaluator": ev.evaluator, "failed_regions": ev.n_failed,
+            })
+    errors = {k: ms.error for k, (ms, _) in outputs.items() if not ms.ok}
+    yield dg.Output(
+        outputs,
+        metadata={
+            "files": len(outputs),
+            "failed_evaluations": sum(r.n_failed for _, r in outputs.values() if r is not None),
+            "files_with_failures": len({f["file"] for f in failing}),
+        },
+    )
+    severity = dg.AssetCheckSeverity.ERROR if "ERROR" in severities else dg.AssetCheckSeverity.WARN
+    yield dg.AssetCheckResult(
+        check_name=EVALUATIONS_PASS,
+        passed=not failing,
+        severity=severity,
+        metadata={"failing": dg.MetadataValue.json(failing[:200]), "n_failing_metrics": len(failing)},
+    )
+    yield dg.AssetCheckResult(
+        check_name=FILES_READABLE,
+        passed=not errors,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"errors": dg.MetadataValue.json(errors)},
+    )

@@ -1,0 +1,92 @@
+"""The ``rdmt`` command.
+
+``rdmt check FILE... [--config YAML] [--json]``
+    Monitor reference files on this computer, without Dagster. Exit status:
+    0 all evaluations passed, 1 some failed, 2 some file could not be monitored.
+``rdmt submit FILE...``
+    Hand files to the platform (what the RFP calls after CRDS accepts a
+    delivery): registers them in the RDMT database (``RDMT_HOME`` /
+    ``RDMT_DATABASE_URL``); the ``registered_files_sensor`` requests their run.
+    Submitting a file twice is harmless.
+``rdmt demo [--workdir DIR]``
+    Synthetic deliveries through CRDS, the sensors and the Dagster daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _check(args) -> int:
+    from .checking import check_files, file_document, format_table
+    from .science.standards import Standards
+
+    try:
+        standards = Standards(args.config)
+    except (OSError, ValueError) as exc:
+        print(f"rdmt check: {exc}", file=sys.stderr)
+        return 2
+    checked = check_files(args.files, standards, workers=args.workers)
+    if args.json:
+        json.dump({"standards": standards.source, "files": [file_document(c) for c in checked]}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for c in checked:
+            sys.stdout.write(format_table(c) + "\n")
+    if any(not c.metric_set.ok for c in checked):
+        return 2
+    return 1 if any(c.evaluation_set.n_failed for c in checked) else 0
+
+
+def _submit(args) -> int:
+    from .submission import SubmissionError, submit
+
+    try:
+        names = submit(args.files)
+    except (FileNotFoundError, SubmissionError) as exc:
+        print(f"rdmt submit: {exc}", file=sys.stderr)
+        return 2
+    for name in names:
+        print(f"registered {name}")
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    types = [t.strip() for t in args.types.split(",")] if args.types else None
+    return run_demo(args.workdir, workers=args.workers, types=types)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rdmt", description="Roman Data Monitoring Tool (RDMT-local on Dagster)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="monitor reference files without the platform")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--config", help="YAML file overriding the default standards")
+    check.add_argument("--json", action="store_true", help="print one JSON document")
+    check.add_argument("--workers", type=int, default=2, help="files read in parallel (default 2)")
+    check.set_defaults(func=_check)
+
+    submit = sub.add_parser("submit", help="register delivered files for monitoring by the platform")
+    submit.add_argument("files", nargs="+", metavar="FILE")
+    submit.set_defaults(func=_submit)
+
+    demo = sub.add_parser("demo", help="monitor two synthetic dark deliveries through Dagster")
+    demo.add_argument("--workdir", default="rdmt-demo", help="where everything is written (default ./rdmt-demo)")
+    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--types", help="comma-separated reference types (default: every monitored type)")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""``rdmt demo``: synthetic deliveries of every reference type, monitored with no one watching.
+
+Delivery 1 is a full 18-detector delivery of every monitored type. Delivery 2
+holds the 18 darks again, with a dark-current excess in ``WFI07``, and, for
+every other type, a re-delivery of two detectors: one normal and one with that
+type's injected anomaly (``ANOMALOUS_DETECTORS``). The files reach the
+platform the way real files do: the darks as new default contexts of a CRDS
+stand-in server on loopback, picked up by the CRDS sensor (which downloads
+them into the CRDS cache with the real client); the other types handed over
+with ``rdmt submit``, as the RFP does after CRDS accepts a delivery, and found
+by the registered-files sensor (registered where they lie, so the ~13 GB of
+them are not copied again). A Dagster daemon started for the demo evaluates
+the sensors and launches the runs; the demo waits until every file is
+measured, evaluated, reported and notified. Everything is written under the
+work directory, including the Dagster instance, so that ``dagster dev`` shows
+the same runs afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from .synthetic import DETECTORS, reference_filename
+
+DELIVERIES = {1: "2027-01-01T00:00:00", 2: "2027-02-01T00:00:00"}
+ANOMALOUS_DETECTORS = {
+    "dark": "WFI07", "flat": "WFI02", "gain": "WFI12", "linearity": "WFI15", "mask": "WFI04",
+    "readnoise": "WFI09", "refpix": "WFI17", "saturation": "WFI05", "superbias": "WFI13",
+}
+SENSOR_INTERVAL = "3"
+TIMEOUT_PER_DELIVERY = 1800
+VIA_CRDS = {"dark"}
+# Approximate size of one synthetic file (MB), to check the disk before starting.
+FILE_MB = {"dark": 130, "linearity": 260, "refpix": 150, "mask": 1}
+DEFAULT_FILE_MB = 66
+
+DAGSTER_YAML = """\
+# Dagster instance of the RDMT demo (storage: SQLite files in this folder).
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 1
+sensors:
+  use_threads: true
+  num_workers: 2
+"""
+
+
+def prepare_environment(workdir: Path) -> Path:
+    """Point RDMT and Dagster at ``workdir``; return DAGSTER_HOME."""
+    workdir = Path(workdir).resolve()
+    dagster_home = workdir / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    os.environ["RDMT_HOME"] = str(workdir)
+    return dagster_home
+
+
+def synthetic_types() -> list[str]:
+    """Monitored types that have a synthetic generator, dark first."""
+    from .science.monitor import registry
+
+    names = []
+    for name in registry():
+        try:
+            importlib.import_module(f"{__package__}.synthetic.{name}")
+        except ImportError:
+            continue
+        names.append(name)
+    return sorted(names, key=lambda n: (n != "dark", n))
+
+
+def _write(job) -> str:
+    reftype, path, detector, delivery, anomalous = job
+    if not Path(path).exists():
+        module = importlib.import_module(f"{__package__}.synthetic.{reftype}")
+        module.write(path, detector, delivery, DELIVERIES[delivery], anomalous)
+    return str(path)
+
+
+def delivery_plan(delivery: int, types: list[str]) -> dict[str, list[str]]:
+    """Detectors delivered per type: everything first; then all darks and two detectors of each other type."""
+    if delivery == 1:
+        return {t: list(DETECTORS) for t in types}
+    plan = {}
+    for t in types:
+        bad = ANOMALOUS_DETECTORS[t]
+        normal = DETECTORS[(DETECTORS.index(bad) + 9) % len(DETECTORS)]
+        plan[t] = list(DETECTORS) if t == "dark" else sorted([bad, normal])
+    return plan
+
+
+def disk_needed_mb(types: list[str]) -> float:
+    """Space the demo needs: every file once, the darks twice (the CRDS cache), plus outputs."""
+    total = 0.0
+    for delivery in DELIVERIES:
+        for t, detectors in delivery_plan(delivery, types).items():
+            copies = 2 if t in VIA_CRDS else 1
+            total += copies * len(detectors) * FILE_MB.get(t, DEFAULT_FILE_MB)
+    return total * 1.1 + 2000
+
+
+def write_delivery(folder: Path, delivery: int, plan: dict[str, list[str]], anomalies: dict[str, str] | None = None,
+                   workers: int = 2) -> dict[str, list[Path]]:
+    """Write (or reuse) the files of one delivery: ``plan`` maps type -> detectors."""
+    anomalies = anomalies or {}
+    jobs = [(t, folder / t / reference_filename(t, delivery, det), det, delivery, anomalies.get(t) == det)
+            for t, detectors in plan.items() for det in detectors]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        paths = [Path(p) for p in pool.map(_write, jobs)]
+    out: dict[str, list[Path]] = defaultdict(list)
+    for job, path in zip(jobs, paths):
+        out[job[0]].append(path)
+    return dict(out)
+
+
+class Daemon:
+    """``dagster-daemon run`` for the code location, as a child process."""
+
+    def __init__(self, workdir: Path, env: dict):
+        self.log_path = workdir / "logs" / "dagster-daemon.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.env = env
+        self.cwd = workdir
+        self.proc = None
+
+    def __enter__(self) -> "Daemon":
+        executable = Path(sys.executable).parent / "dagster-daemon"
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [str(executable), "run", "-m", "rdmt_dagster.definitions"],
+            cwd=self.cwd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+def _in_progress_runs(instance) -> int:
+    import dagster as dg
+
+    active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED]
+    return len(instance.get_runs(filters=dg.RunsFilter(statuses=active)))
+
+
+def wait_until_monitored(names: list[str], database, reports: Path, instance, daemon: Daemon, timeout: float) -> bool:
+    """Wait until every file has a status and a report, and no run is in progress."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not daemon.alive():
+            print(f"the Dagster daemon stopped; see {daemon.log_path}")
+            return False
+        statuses = [database.file_status(n) for n in names]
+        measured = all(s and s["status"] in ("ok", "error") for s in statuses)
+        reported = all((reports / n / "report.html").exists() for n in names)
+        if measured and reported and _in_progress_runs(instance) == 0:
+            return True
+        time.sleep(2)
+    return False
+
+
+def summarise_failures(rows: list[dict]) -> list[str]:
+    """One line per (file, metric, evaluator): how many regions failed, and the first value."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["detector"], r["filename"], r["metric"], r["evaluator"])].append(r)
+    lines = []
+    for (detector, filename, metric, evaluator), items in sorted(groups.items()):
+        first = items[0]
+        where = "detector" if first["scale"] == "detector" else f"{len(items)} {first['scale']}(s)"
+        value = "nan" if first["value"] is None else f"{first['value']:.4g}"
+        if evaluator == "change" and first["reference"] is not None:
+            detail = f"value {value} vs previous {first['reference']:.4g}"
+        else:
+            detail = f"value {value} vs threshold {first['threshold']:.4g}"
+        lines.append(f"  {detector} {filename} {metric} [{evaluator}] {where}: {detail} {first['unit'] or ''}".rstrip())
+    return lines
+
+
+def run_demo(workdir: str | Path = "rdmt-demo", workers: int = 2, types: list[str] | None = None) -> int:
+    """Run the demo; returns the process exit code (0 when every file was monitored)."""
+    workdir = Path(workdir).resolve()
+    dagster_home = prepare_environment(workdir)
+
+    import dagster as dg
+
+    from .crds_standin import CRDSStandIn
+    from .resources import RDMTConfig
+    from .submission import submit
+
+    types = types or synthetic_types()
+    needed, free = disk_needed_mb(types), shutil.disk_usage(workdir).free / 2**20
+    if free < needed:
+        print(f"rdmt demo: {workdir} has {free / 1024:.1f} GB free; the demo needs about {needed / 1024:.0f} GB "
+              f"(or choose fewer types with --types)", file=sys.stderr)
+        return 2
+    rdmt = RDMTConfig(home=str(workdir))
+    database = rdmt.database()
+    reports = workdir / "reports"
+    ok = True
+    delivered: dict[int, list[str]] = {}
+    with CRDSStandIn(workdir / "crds_server") as crds:
+        env = {
+            **os.environ,
+            "CRDS_SERVER_URL": crds.url,
+            "CRDS_PATH": str(workdir / "crds_cache"),
+            "RDMT_CRDS_START_CONTEXT": crds.default_context,
+            "RDMT_CRDS_MAX_FILES_PER_TICK": "200",
+            "RDMT_SENSOR_INTERVAL": SENSOR_INTERVAL,
+            "RDMT_HANDOFF_GRACE_SECONDS": "1",
+        }
+        instance = dg.DagsterInstance.get()
+        with Daemon(workdir, env) as daemon:
+            for delivery in DELIVERIES:
+                t0 = time.perf_counter()
+                files = write_delivery(workdir / "deliveries" / f"delivery_{delivery}", delivery,
+                                       delivery_plan(delivery, types), ANOMALOUS_DETECTORS if delivery > 1 else None,
+                                       workers)
+                t1 = time.perf_counter()
+                for reftype, paths in files.items():
+                    if reftype in VIA_CRDS:
+                        crds.deliver(paths)
+                    else:
+                        submit(paths, rdmt)
+                names = [p.name for paths in files.values() for p in paths]
+                done = wait_until_monitored(names, database, reports, instance, daemon, TIMEOUT_PER_DELIVERY)
+                t2 = time.perf_counter()
+                ok &= done
+                delivered[delivery] = names
+                crds_types = [t for t in files if t in VIA_CRDS]
+                other = [t for t in files if t not in VIA_CRDS]
+                print(f"delivery {delivery}: {len(names)} files ({', '.join(files)}) written in {t1 - t0:.0f} s; "
+                      + (f"delivered through CRDS ({', '.join(crds_types)})" if crds_types else "")
+                      + (" and " if crds_types and other else "")
+                      + (f"handed over with rdmt submit ({', '.join(other)})" if other else "")
+                      + (f"; monitored, reported and notified {t2 - t1:.0f} s after arrival" if done
+                         else "; NOT all monitored in time"), flush=True)
+        instance.dispose()
+
+    print()
+    print(f"Database (SQLite):   {database.engine.url.render_as_string(hide_password=True)}")
+    print(f"Parquet dataset:     {workdir / 'parquet'}")
+    print(f"ECSV files:          {workdir / 'ecsv'}")
+    print(f"Reports (static):    {reports / 'index.html'}")
+    print(f"Notifications:       {workdir / 'notifications.log'}")
+    print(f"Dagster instance:    {dagster_home}")
+    print(f"Browse the runs:     DAGSTER_HOME={dagster_home} RDMT_HOME={workdir} .venv/bin/dagster dev")
+    print()
+    for delivery, names in delivered.items():
+        rows = database.failed_evaluations(names)
+        print(f"Failed evaluations in delivery {delivery}: {len(rows)}")
+        for line in summarise_failures(rows):
+            print(line)
+    errors = [s for s in (database.file_status(n) for names in delivered.values() for n in names)
+              if s and s["status"] != "ok"]
+    for status in errors:
+        print(f"  ERROR {status['filename']}: {status['error']}")
+    return 0 if ok and not errors else 1

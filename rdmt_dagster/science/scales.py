@@ -1,0 +1,397 @@
+"""Spatial scales of the WFI detector: detector, amplifier and super-pixel.
+
+Every RDMT-local metric is reported at three scales (Roman-STScI-000704, §4.2):
+
+* ``detector``: one value for the whole science area (region 0);
+* ``amp``: the 32 science channels, each 128 columns wide, numbered 1..32
+  from column 0 of the 4096x4096 frame;
+* ``superpixel``: 32x32 blocks of 128x128 pixels, indexed
+  ``(y // 128) * 32 + x // 128`` (0..1023).
+
+That is 1 + 32 + 1024 = 1057 values per metric.
+
+Pixel rule
+----------
+Only *science pixels* contribute: the 4-pixel reference-pixel border of the
+4096x4096 frame is excluded by geometry, and so are non-finite values (NaN,
++/-inf). A 4088x4088 science-area array is embedded into the 4096 frame first.
+A region with no valid pixel gets NaN for statistics and 0 for counts.
+Percentiles use numpy's default ("linear") definition, so they equal
+``np.nanpercentile`` over the same pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numpy as np
+
+FRAME_SIZE = 4096
+BORDER = 4
+SCIENCE_SIZE = FRAME_SIZE - 2 * BORDER
+AMP_WIDTH = 128
+N_AMPS = FRAME_SIZE // AMP_WIDTH
+SUPERPIXEL_SIZE = 128
+N_SP_SIDE = FRAME_SIZE // SUPERPIXEL_SIZE
+N_SUPERPIXELS = N_SP_SIDE * N_SP_SIDE
+SCALES = ("detector", "amp", "superpixel")
+
+
+def region_ids(scale: str) -> np.ndarray:
+    """Return the region numbers used at ``scale`` (0; 1..32; 0..1023)."""
+    if scale == "detector":
+        return np.zeros(1, dtype=np.int64)
+    if scale == "amp":
+        return np.arange(1, N_AMPS + 1, dtype=np.int64)
+    if scale == "superpixel":
+        return np.arange(N_SUPERPIXELS, dtype=np.int64)
+    raise ValueError(f"unknown scale {scale!r}; expected one of {SCALES}")
+
+
+@dataclass(frozen=True)
+class ScaleValues:
+    """One metric at the three scales: arrays of 1, 32 and 1024 values.
+
+    ``amp`` or ``superpixel`` may be None for a metric that has no meaning at
+    that scale (e.g. per-channel reference-pixel coefficients).
+    """
+
+    detector: np.ndarray
+    amp: np.ndarray | None = None
+    superpixel: np.ndarray | None = None
+
+    def __getitem__(self, scale: str) -> np.ndarray | None:
+        return getattr(self, scale)
+
+    @property
+    def scales(self) -> tuple[str, ...]:
+        """The scales at which this metric has values."""
+        return tuple(s for s in SCALES if getattr(self, s) is not None)
+
+    def items(self):
+        return ((s, getattr(self, s)) for s in self.scales)
+
+    @classmethod
+    def from_superpixel_sums(cls, sums: np.ndarray) -> "ScaleValues":
+        """Aggregate additive per-super-pixel quantities (counts, sums) upwards."""
+        grid = np.asarray(sums).reshape(N_SP_SIDE, N_SP_SIDE)
+        return cls(
+            detector=np.array([grid.sum()]),
+            amp=grid.sum(axis=0),
+            superpixel=grid.ravel().copy(),
+        )
+
+    def map(self, func) -> "ScaleValues":
+        return ScaleValues(*(None if getattr(self, s) is None else func(getattr(self, s)) for s in SCALES))
+
+
+def detector_frame(array: np.ndarray, fill=np.nan) -> np.ndarray:
+    """Return ``array`` in the 4096x4096 frame.
+
+    A 4088x4088 science-area array is embedded with ``fill`` in the
+    reference-pixel border; a 4096x4096 array is returned unchanged.
+    """
+    array = np.asarray(array)
+    if array.shape == (FRAME_SIZE, FRAME_SIZE):
+        return array
+    if array.shape == (SCIENCE_SIZE, SCIENCE_SIZE):
+        # Keep the array's own type (float32 stays float32, uint32 DQ stays uint32)
+        # unless the fill cannot be represented in it (NaN in an integer array).
+        dtype = array.dtype if np.can_cast(np.min_scalar_type(fill), array.dtype) or array.dtype.kind == "f" else np.float64
+        frame = np.full((FRAME_SIZE, FRAME_SIZE), fill, dtype=dtype)
+        frame[BORDER:-BORDER, BORDER:-BORDER] = array
+        return frame
+    raise ValueError(
+        f"array shape {array.shape} is neither the {FRAME_SIZE}x{FRAME_SIZE} detector frame "
+        f"nor the {SCIENCE_SIZE}x{SCIENCE_SIZE} science area"
+    )
+
+
+def _blocks(frame: np.ndarray) -> np.ndarray:
+    """View ``frame`` as (amp column, block row, 128, 128)."""
+    return frame.reshape(N_SP_SIDE, SUPERPIXEL_SIZE, N_SP_SIDE, SUPERPIXEL_SIZE).transpose(2, 0, 1, 3)
+
+
+def _amp_major_to_superpixel(values: np.ndarray) -> np.ndarray:
+    """Reorder per-block values from (amp column, block row) to super-pixel index order."""
+    return np.asarray(values).reshape(N_SP_SIDE, N_SP_SIDE, *np.shape(values)[1:]).swapaxes(0, 1).reshape(
+        N_SUPERPIXELS, *np.shape(values)[1:]
+    )
+
+
+def science_mask_border(mask: np.ndarray) -> np.ndarray:
+    """Clear the reference-pixel border of a boolean frame in place and return it."""
+    mask[:BORDER, :] = False
+    mask[-BORDER:, :] = False
+    mask[:, :BORDER] = False
+    mask[:, -BORDER:] = False
+    return mask
+
+
+def count_true(mask: np.ndarray) -> ScaleValues:
+    """Count true science pixels of a boolean 4096x4096 (or 4088x4088) mask per region."""
+    frame = detector_frame(np.asarray(mask, dtype=bool), fill=False)
+    if frame is mask:
+        frame = frame.copy()
+    science_mask_border(frame)
+    per_block = frame.view(np.uint8).reshape(N_SP_SIDE, SUPERPIXEL_SIZE, N_SP_SIDE, SUPERPIXEL_SIZE).sum(
+        axis=(1, 3), dtype=np.int64
+    )
+    return ScaleValues.from_superpixel_sums(per_block.ravel())
+
+
+@lru_cache(maxsize=1)
+def science_pixel_counts() -> ScaleValues:
+    """Number of science pixels in each region, fixed by the geometry (computed once).
+
+    The arrays are shared between callers: do not modify them.
+    """
+    return count_true(np.ones((FRAME_SIZE, FRAME_SIZE), dtype=bool))
+
+
+def _flag_byte(dq: np.ndarray, bit_number: int) -> np.ndarray:
+    """The byte of each DQ word that holds ``bit_number``, as a strided uint8 view."""
+    itemsize = dq.dtype.itemsize
+    byte = bit_number // 8
+    big_endian = dq.dtype.byteorder == ">" or (dq.dtype.byteorder == "=" and np.little_endian is False)
+    if big_endian:
+        byte = itemsize - 1 - byte
+    return np.ascontiguousarray(dq).view(np.uint8)[:, byte::itemsize]
+
+
+def count_flags(dq: np.ndarray, flags: dict[str, int]) -> dict[str, ScaleValues]:
+    """Count science pixels with each DQ flag set, per region.
+
+    Reads only the byte of each DQ word that holds the flag: about 4x
+    faster than ``(dq & bit) != 0`` on a 4096x4096 uint32 array.
+
+    Parameters
+    ----------
+    dq : ndarray of unsigned int
+        4096x4096 (or 4088x4088) data-quality array.
+    flags : dict
+        Name -> single-bit value (e.g. ``{"dead": 1024}``).
+    """
+    dq = detector_frame(np.asarray(dq), fill=0)
+    if dq.dtype.kind not in "ui":
+        raise ValueError(f"DQ array has type {dq.dtype}; expected unsigned integers")
+    out = {}
+    bytes_cache: dict[int, np.ndarray] = {}
+    for name, bit in flags.items():
+        bit = int(bit)
+        if bit <= 0 or bit & (bit - 1):
+            raise ValueError(f"flag {name!r} value {bit} is not a single bit")
+        number = bit.bit_length() - 1
+        if number // 8 not in bytes_cache:
+            plane = np.array(_flag_byte(dq, number))
+            plane[:BORDER, :] = 0
+            plane[-BORDER:, :] = 0
+            plane[:, :BORDER] = 0
+            plane[:, -BORDER:] = 0
+            bytes_cache[number // 8] = plane
+        mask_value = np.uint8(1 << (number % 8))
+        hits = np.bitwise_and(bytes_cache[number // 8], mask_value)
+        # Two steps with a uint16 accumulator: 128 x 128 (the largest bit value) fits.
+        per_row = hits.reshape(FRAME_SIZE, N_SP_SIDE, SUPERPIXEL_SIZE).sum(axis=2, dtype=np.uint16)
+        per_block = per_row.reshape(N_SP_SIDE, SUPERPIXEL_SIZE, N_SP_SIDE).sum(axis=1, dtype=np.int64) // int(
+            mask_value
+        )
+        out[name] = ScaleValues.from_superpixel_sums(per_block.ravel())
+    return out
+
+
+def _sortable_keys(values: np.ndarray) -> np.ndarray:
+    """Map floats to unsigned integers that sort in the same order."""
+    uint = np.uint32 if values.dtype == np.float32 else np.uint64
+    bits = values.view(uint)
+    sign = uint(1) << uint(8 * values.dtype.itemsize - 1)
+    return np.where(bits & sign, ~bits, bits | sign)
+
+
+def _from_sortable_keys(keys: np.ndarray, dtype) -> np.ndarray:
+    uint = np.uint32 if np.dtype(dtype) == np.float32 else np.uint64
+    keys = keys.astype(uint)
+    sign = uint(1) << uint(8 * np.dtype(dtype).itemsize - 1)
+    bits = np.where(keys & sign, keys ^ sign, ~keys)
+    return bits.view(dtype)
+
+
+def kth_of_sorted_runs(runs: np.ndarray, n_valid: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Return the order statistics ``ranks`` (0-based) of the union of sorted runs.
+
+    Bisection over the sortable integer image of the float values, counting
+    with ``searchsorted`` in each run: 32 (float32) or 64 (float64) rounds of
+    one ``searchsorted`` per run. For 32 amp runs this takes a few
+    milliseconds, where sorting the merged 16.7 Mpix detector again takes
+    ~0.1 s and ``np.partition`` with four ranks ~0.2 s.
+    """
+    ranks = np.asarray(ranks, dtype=np.int64)
+    dtype = runs.dtype
+    valid_runs = [runs[i, : n_valid[i]] for i in range(runs.shape[0]) if n_valid[i] > 0]
+    firsts = np.array([r[0] for r in valid_runs], dtype=dtype)
+    lasts = np.array([r[-1] for r in valid_runs], dtype=dtype)
+    lo = np.full(ranks.shape, int(_sortable_keys(firsts).min()), dtype=object)
+    hi = np.full(ranks.shape, int(_sortable_keys(lasts).max()), dtype=object)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        values = _from_sortable_keys(np.array(mid, dtype=np.uint64), dtype)
+        counts = np.zeros(ranks.shape, dtype=np.int64)
+        for run in valid_runs:
+            counts += np.searchsorted(run, values, side="right")
+        enough = counts >= ranks + 1
+        hi = np.where(enough, mid, hi)
+        lo = np.where(enough, lo, mid + 1)
+    return _from_sortable_keys(np.array(lo, dtype=np.uint64), dtype)
+
+
+def _interpolate(lower: np.ndarray, upper: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """numpy's linear interpolation between neighbouring order statistics."""
+    lower = lower.astype(np.float64)
+    upper = upper.astype(np.float64)
+    diff = upper - lower
+    return np.where(gamma >= 0.5, upper - diff * (1 - gamma), lower + diff * gamma)
+
+
+def _percentile_ranks(n: np.ndarray, q: np.ndarray):
+    """Lower/upper ranks and weights of numpy's linear percentile for ``n`` values."""
+    n = np.asarray(n, dtype=np.int64)[..., None]
+    index = q / 100.0 * np.maximum(n - 1, 0)
+    lower = np.floor(index).astype(np.int64)
+    upper = np.minimum(lower + 1, np.maximum(n - 1, 0))
+    return lower, upper, index - lower
+
+
+class RegionReducer:
+    """Statistics of one 4096x4096 (or 4088x4088) array at the three scales.
+
+    The array is copied once into a block layout (amp column, block row,
+    128, 128) with excluded pixels set to NaN; means, standard deviations and
+    exact percentiles for all 1057 regions are then computed from that copy.
+
+    Parameters
+    ----------
+    array : ndarray
+        Pixel values (DN/s, DN, e/DN, ...), any float or integer type.
+    exclude : ndarray of bool, optional
+        Extra pixels to leave out (e.g. flagged pixels), same shape as ``array``.
+    """
+
+    def __init__(self, array: np.ndarray, exclude: np.ndarray | None = None):
+        array = np.asarray(array)
+        frame = detector_frame(array)
+        dtype = np.float32 if frame.dtype in (np.float32, np.float16) or frame.dtype.itemsize <= 2 else np.float64
+        work = np.empty((N_SP_SIDE, N_SP_SIDE, SUPERPIXEL_SIZE, SUPERPIXEL_SIZE), dtype=dtype)
+        np.copyto(work, _blocks(frame), casting="unsafe")
+        work[:, 0, :BORDER, :] = np.nan
+        work[:, -1, -BORDER:, :] = np.nan
+        work[0, :, :, :BORDER] = np.nan
+        work[-1, :, :, -BORDER:] = np.nan
+        if exclude is not None:
+            excluded = _blocks(detector_frame(np.asarray(exclude, dtype=bool), fill=True))
+            work[excluded] = np.nan
+        self._work = work.reshape(N_SP_SIDE * N_SP_SIDE, SUPERPIXEL_SIZE * SUPERPIXEL_SIZE)
+        self._finite = np.isfinite(self._work)
+        self._valid_blocks = self._finite.view(np.uint8).sum(axis=1, dtype=np.int64)
+        self._amp_sorted = False
+        self._percentiles = None
+
+    @cached_property
+    def count(self) -> ScaleValues:
+        """Number of valid pixels per region."""
+        return ScaleValues.from_superpixel_sums(_amp_major_to_superpixel(self._valid_blocks))
+
+    @cached_property
+    def _block_sums(self) -> np.ndarray:
+        if self._amp_sorted:
+            raise RuntimeError("block sums must be taken before the amp columns are sorted")
+        return np.sum(self._work, axis=1, dtype=np.float64, where=self._finite)
+
+    @cached_property
+    def _block_square_sums(self) -> np.ndarray:
+        if self._amp_sorted:
+            raise RuntimeError("block sums must be taken before the amp columns are sorted")
+        return np.sum(np.square(self._work, dtype=np.float64), axis=1, where=self._finite)
+
+    @cached_property
+    def sum(self) -> ScaleValues:
+        """Sum of the valid pixels per region."""
+        return ScaleValues.from_superpixel_sums(_amp_major_to_superpixel(self._block_sums))
+
+    @cached_property
+    def mean(self) -> ScaleValues:
+        """Mean of the valid pixels per region (NaN where none)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return ScaleValues(*(self.sum[s] / np.where(self.count[s] > 0, self.count[s], np.nan) for s in SCALES))
+
+    @cached_property
+    def std(self) -> ScaleValues:
+        """Population standard deviation of the valid pixels per region (NaN where none)."""
+        squares = ScaleValues.from_superpixel_sums(_amp_major_to_superpixel(self._block_square_sums))
+        out = []
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for s in SCALES:
+                n = np.where(self.count[s] > 0, self.count[s], np.nan)
+                mean = self.sum[s] / n
+                out.append(np.sqrt(np.maximum(squares[s] / n - mean * mean, 0.0)))
+        return ScaleValues(*out)
+
+    def percentiles(self, q) -> dict[float, ScaleValues]:
+        """Exact percentiles ``q`` (0-100) per region, as ``np.nanpercentile``.
+
+        Sorts every super-pixel block, then every amp column (contiguous in
+        the block layout), then selects the detector order statistics from
+        the 32 sorted amp columns without a third sort. Sorting reorders the
+        pixels, so ask for all percentiles in one call; ``mean``, ``sum`` and
+        ``std`` are taken first if they have not been.
+
+        Returns
+        -------
+        dict
+            Percentile -> `ScaleValues`.
+        """
+        q = tuple(float(x) for x in np.atleast_1d(q))
+        if self._percentiles is not None:
+            if self._percentiles[0] != q:
+                raise ValueError("ask for all percentiles of a RegionReducer in one call")
+            return self._percentiles[1]
+        qa = np.array(q)
+        _ = self._block_sums  # the sorts below break the super-pixel blocks
+        self._finite = None
+        self._work.sort(axis=1)
+        self._drop_infinities()
+        superpixel = _amp_major_to_superpixel(self._select_rows(self._work, self._valid_blocks, qa))
+        amps = self._work.reshape(N_AMPS, -1)
+        self._amp_sorted = True
+        amps.sort(axis=1)
+        amp_valid = self._valid_blocks.reshape(N_AMPS, N_SP_SIDE).sum(axis=1)
+        amp = self._select_rows(amps, amp_valid, qa)
+        total = int(amp_valid.sum())
+        if total:
+            lower, upper, gamma = _percentile_ranks(np.array([total]), qa)
+            stats = kth_of_sorted_runs(amps, amp_valid, np.concatenate([lower[0], upper[0]]))
+            detector = _interpolate(stats[: len(q)], stats[len(q) :], gamma[0])[None, :]
+        else:
+            detector = np.full((1, len(q)), np.nan)
+        result = {qi: ScaleValues(detector[:, i], amp[:, i], superpixel[:, i]) for i, qi in enumerate(q)}
+        self._percentiles = (q, result)
+        return result
+
+    def _drop_infinities(self) -> None:
+        """Turn +/-inf into NaN in the sorted blocks (rare: checked on the sorted ends)."""
+        work, n = self._work, self._valid_blocks
+        rows = np.arange(work.shape[0])
+        after_valid = work[rows, np.minimum(n, work.shape[1] - 1)]
+        bad = np.isneginf(work[:, 0]) | ((n < work.shape[1]) & np.isposinf(after_valid))
+        for row in np.flatnonzero(bad):
+            block = work[row]
+            block[np.isinf(block)] = np.nan
+            block.sort()
+
+    @staticmethod
+    def _select_rows(rows: np.ndarray, n_valid: np.ndarray, q: np.ndarray) -> np.ndarray:
+        lower, upper, gamma = _percentile_ranks(n_valid, q)
+        idx = np.arange(rows.shape[0])[:, None]
+        values = _interpolate(rows[idx, lower], rows[idx, upper], gamma)
+        values[np.asarray(n_valid) == 0] = np.nan
+        return values

@@ -1,0 +1,329 @@
+"""The RDMT relational database: SQLite (embedded default), MySQL/MariaDB, PostgreSQL.
+
+Writes replace what a file had before: re-measuring a file, or re-evaluating
+it with the same standards, never duplicates a row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from ..science.metrics import FileInfo, Metric, MetricSet, PriorMetrics
+from ..science.monitor import EvaluationSet
+from ..science.scales import SCALES, ScaleValues, region_ids
+from ..science.standards import MonitorStandards
+from . import tables as t
+from .files import evaluation_columns
+
+INSERT_CHUNK = 20_000
+RETRYABLE = ("deadlock", "could not serialize", "database is locked", "lock wait timeout")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _nullable(values: np.ndarray) -> list:
+    """Floats with NaN/inf as None (MySQL stores no NaN)."""
+    return [v if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+class Database:
+    """Access to the RDMT tables at ``url`` (any SQLAlchemy URL)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            kwargs = {"connect_args": {"timeout": 60}}
+        self.engine = sa.create_engine(url, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- schema ---------------------------------------------------------
+    def upgrade(self) -> None:
+        """Create or migrate the schema to the newest Alembic revision."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(resources.files("rdmt_dagster.storage") / "migrations"))
+        with self.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- reference files ------------------------------------------------
+    def register(self, filename: str, path: str) -> int:
+        """Record that ``filename`` exists at ``path``; harmless when repeated."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(t.reference_file.c.id, t.reference_file.c.path).where(
+                t.reference_file.c.filename == filename)).first()
+            if row is None:
+                return conn.execute(
+                    t.reference_file.insert().values(filename=filename, path=str(path), registered_at=_utcnow())
+                ).inserted_primary_key[0]
+            if row.path != str(path):
+                conn.execute(t.reference_file.update().where(t.reference_file.c.id == row.id).values(path=str(path)))
+            return row.id
+
+    def paths(self, filenames) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.reference_file.c.filename, t.reference_file.c.path).where(
+                    t.reference_file.c.filename.in_(list(filenames))
+                )
+            )
+            return {r.filename: r.path for r in rows}
+
+    def _file_row(self, conn, info: FileInfo, **values) -> int:
+        existing = conn.execute(
+            sa.select(t.reference_file.c.id).where(t.reference_file.c.filename == info.filename)
+        ).scalar()
+        fields = dict(
+            path=info.path, monitor=info.monitor, reftype=info.reftype, detector=info.detector,
+            useafter=info.useafter, **values,
+        )
+        if existing is None:
+            return conn.execute(
+                t.reference_file.insert().values(filename=info.filename, registered_at=_utcnow(), **fields)
+            ).inserted_primary_key[0]
+        conn.execute(t.reference_file.update().where(t.reference_file.c.id == existing).values(**fields))
+        return existing
+
+    def file_status(self, filename: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.reference_file).where(t.reference_file.c.filename == filename)).first()
+            return None if row is None else dict(row._mapping)
+
+    # -- metrics --------------------------------------------------------
+    def write_metrics(self, metric_set: MetricSet) -> None:
+        """Replace the stored metrics (or error) of one file."""
+        self._transaction(lambda conn: self._write_metrics(conn, metric_set))
+
+    def _write_metrics(self, conn, metric_set: MetricSet) -> None:
+        file_id = self._file_row(
+            conn, metric_set.info,
+            status="ok" if metric_set.ok else "error",
+            error=metric_set.error,
+            monitor_version=metric_set.monitor_version,
+            measured_at=_utcnow(),
+        )
+        self._delete_existing(conn, t.metric_value, t.metric_value.c.file_id == file_id)
+        if not metric_set.ok:
+            return
+        cols = metric_set.columns()
+        n = len(cols["value"])
+        self._insert(conn, t.metric_value, {
+            "file_id": [file_id] * n, "metric": cols["metric"].tolist(), "region": cols["region"].tolist(),
+            "scale": cols["scale"].tolist(), "value": _nullable(cols["value"]), "unit": cols["unit"].tolist(),
+            "monitor_version": [metric_set.monitor_version] * n,
+        })
+
+    def load_metric_set(self, filename: str) -> MetricSet:
+        """Rebuild the `MetricSet` of one measured file."""
+        with self.engine.connect() as conn:
+            f = conn.execute(sa.select(t.reference_file).where(t.reference_file.c.filename == filename)).first()
+            if f is None:
+                raise KeyError(f"{filename} is not in the database")
+            info = FileInfo(f.filename, f.path, f.monitor, f.detector, f.useafter, f.reftype)
+            if f.status != "ok":
+                return MetricSet(info, f.monitor_version, error=f.error or f"{filename}: not measured ({f.status})")
+            rows = conn.execute(
+                sa.select(t.metric_value.c.metric, t.metric_value.c.scale, t.metric_value.c.region,
+                          t.metric_value.c.value, t.metric_value.c.unit).where(t.metric_value.c.file_id == f.id)
+            ).all()
+        return MetricSet(info, f.monitor_version, _metrics_from_rows(rows))
+
+    # -- evaluations ----------------------------------------------------
+    def write_standards(self, standards: MonitorStandards) -> None:
+        with self.engine.begin() as conn:
+            exists = conn.execute(sa.select(t.standards.c.hash).where(t.standards.c.hash == standards.hash)).first()
+            if exists is None:
+                conn.execute(t.standards.insert().values(
+                    hash=standards.hash, monitor=standards.monitor, source=standards.source,
+                    content=standards.as_yaml(), created_at=_utcnow()))
+
+    def write_evaluations(self, evaluation_set: EvaluationSet, monitor_version: str) -> None:
+        """Replace the evaluations of one file under one standards hash."""
+        self._transaction(lambda conn: self._write_evaluations(conn, evaluation_set, monitor_version))
+
+    def _write_evaluations(self, conn, evaluation_set: EvaluationSet, monitor_version: str) -> None:
+        info = evaluation_set.info
+        file_id = conn.execute(
+            sa.select(t.reference_file.c.id).where(t.reference_file.c.filename == info.filename)
+        ).scalar()
+        if file_id is None:
+            raise KeyError(f"{info.filename}: evaluations written before its metrics")
+        key = (t.evaluation.c.file_id == file_id) & (t.evaluation.c.standards_hash == evaluation_set.standards_hash)
+        self._delete_existing(conn, t.evaluation, key)
+        self._delete_existing(conn, t.evaluation_run, (t.evaluation_run.c.file_id == file_id)
+                              & (t.evaluation_run.c.standards_hash == evaluation_set.standards_hash))
+        cols = evaluation_columns(evaluation_set)
+        n = len(cols["passed"])
+        self._insert(conn, t.evaluation, {
+            "file_id": [file_id] * n, "standards_hash": [evaluation_set.standards_hash] * n,
+            "metric": cols["metric"].tolist(), "region": cols["region"].tolist(),
+            "evaluator": cols["evaluator"].tolist(), "threshold": _nullable(cols["threshold"]),
+            "lower": _nullable(cols["lower"]), "reference": _nullable(cols["reference"]),
+            "passed": cols["passed"].tolist(),
+        })
+        compared = sorted({ev.reference_files for ev in evaluation_set.evaluations if ev.reference_files})
+        notes = sorted({f"{ev.evaluator}: {ev.note}" for ev in evaluation_set.evaluations if ev.note})
+        conn.execute(t.evaluation_run.insert().values(
+            file_id=file_id, standards_hash=evaluation_set.standards_hash, monitor_version=monitor_version,
+            evaluated_at=_utcnow(), n_evaluations=n, n_failed=evaluation_set.n_failed,
+            compared_with=json.dumps(compared), notes=json.dumps(notes)))
+
+    def failed_evaluations(self, filenames=None, standards_hash: str | None = None) -> list[dict]:
+        """Failed evaluation rows joined with their metric values."""
+        e, m, f = t.evaluation, t.metric_value, t.reference_file
+        query = (
+            sa.select(f.c.filename, f.c.detector, e.c.metric, e.c.region, m.c.scale, m.c.value, m.c.unit,
+                      e.c.evaluator, e.c.threshold, e.c.lower, e.c.reference, e.c.standards_hash)
+            .join(f, f.c.id == e.c.file_id)
+            .join(m, (m.c.file_id == e.c.file_id) & (m.c.metric == e.c.metric) & (m.c.region == e.c.region))
+            .where(e.c.passed.is_(False))
+            .order_by(f.c.filename, e.c.metric, e.c.region, e.c.evaluator)
+        )
+        if filenames is not None:
+            query = query.where(f.c.filename.in_(list(filenames)))
+        if standards_hash is not None:
+            query = query.where(e.c.standards_hash == standards_hash)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def count_rows(self, table: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(t.metadata.tables[table])).scalar()
+
+    # -- history --------------------------------------------------------
+    def history(self) -> "DatabaseHistory":
+        return DatabaseHistory(self)
+
+    def earlier_files(self, info: FileInfo, n: int) -> list[tuple[str, str]]:
+        """(filename, path) of up to ``n`` measured files preceding ``info``, newest first."""
+        if n <= 0 or info.useafter is None:
+            return []
+        f = t.reference_file
+        earlier = (f.c.useafter < info.useafter) | ((f.c.useafter == info.useafter) & (f.c.filename < info.filename))
+        query = (
+            sa.select(f.c.filename, f.c.path)
+            .where((f.c.monitor == info.monitor) & (f.c.detector == info.detector) & (f.c.status == "ok")
+                   & (f.c.filename != info.filename) & earlier)
+            .order_by(f.c.useafter.desc(), f.c.filename.desc())
+            .limit(n)
+        )
+        with self.engine.connect() as conn:
+            return [(r.filename, r.path) for r in conn.execute(query)]
+
+    def previous_path(self, info: FileInfo) -> str | None:
+        """Path of the previous measured file of the same type and detector, if any."""
+        rows = self.earlier_files(info, 1)
+        return rows[0][1] if rows else None
+
+    def _transaction(self, work, attempts: int = 6):
+        """Run ``work(connection)`` in a transaction, again when the server aborted it as a deadlock.
+
+        Worker processes write different files at the same time; InnoDB may
+        still pick one of two such transactions as a deadlock victim and asks
+        for it to be restarted (MySQL 1213), as may PostgreSQL (40P01, 40001)
+        and SQLite ("database is locked").
+        """
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except sa.exc.DBAPIError as exc:
+                text = str(exc.orig).lower()
+                if attempt == attempts - 1 or not any(word in text for word in RETRYABLE):
+                    raise
+                time.sleep(0.05 * 2**attempt)
+
+    @staticmethod
+    def _delete_existing(conn, table, where) -> None:
+        """Delete the rows matching ``where``, without a locking delete when there are none.
+
+        A plain SELECT takes no locks; a DELETE that matches nothing still
+        takes InnoDB gap locks that collide with concurrent inserts.
+        """
+        if conn.execute(sa.select(sa.literal(1)).select_from(table).where(where).limit(1)).first() is not None:
+            conn.execute(table.delete().where(where))
+
+    def _insert(self, conn, table, columns: dict[str, list]) -> None:
+        """Bulk insert column lists with the driver's own ``executemany``.
+
+        About 4x faster than SQLAlchemy's per-row dict insert for the ~34k
+        evaluation rows of one file (0.14 s against 0.5 s on SQLite).
+        """
+        names = list(columns)
+        marks = {"qmark": "?", "numeric": None, "named": None}.get(conn.dialect.paramstyle, "%s")
+        if marks is None:
+            raise NotImplementedError(f"paramstyle {conn.dialect.paramstyle} is not supported")
+        quote = conn.dialect.identifier_preparer.quote
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in names)}) "
+               f"VALUES ({', '.join([marks] * len(names))})")
+        rows = list(zip(*(columns[c] for c in names)))
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            for start in range(0, len(rows), INSERT_CHUNK):
+                cursor.executemany(sql, rows[start : start + INSERT_CHUNK])
+        finally:
+            cursor.close()
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _metrics_from_rows(rows) -> list[Metric]:
+    """Group (metric, scale, region, value, unit) rows back into `Metric` objects."""
+    grouped: dict[str, dict[str, dict[int, float]]] = {}
+    units: dict[str, str] = {}
+    for metric, scale, region, value, unit in rows:
+        base = metric[len(scale) + 1 :]
+        grouped.setdefault(base, {}).setdefault(scale, {})[region] = np.nan if value is None else value
+        units[base] = unit
+    out = []
+    for base, by_scale in grouped.items():
+        arrays = []
+        for scale in SCALES:
+            values = by_scale.get(scale)
+            arrays.append(None if values is None else np.array(
+                [values.get(i, np.nan) for i in region_ids(scale).tolist()], dtype=np.float64))
+        out.append(Metric(base, units[base], ScaleValues(*arrays)))
+    return out
+
+
+class DatabaseHistory:
+    """`History` backed by the database: earlier measured files of a type and detector."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def before(self, info: FileInfo, n: int) -> list[PriorMetrics]:
+        out = []
+        for name, _ in reversed(self.database.earlier_files(info, n)):
+            ms = self.database.load_metric_set(name)
+            out.append(PriorMetrics(name, ms.info.useafter, ms.values()))
+        return out

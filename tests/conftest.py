@@ -1,0 +1,103 @@
+"""Shared fixtures: synthetic files, temporary RDMT homes and database servers on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+import warnings
+
+import pytest
+
+SERVER_ENV = "RDMT_REQUIRE_SERVERS"
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable(what: str):
+    message = f"{what} is not reachable on 127.0.0.1: SKIPPING server-backed test"
+    if os.environ.get(SERVER_ENV):
+        pytest.fail(f"{message} ({SERVER_ENV} is set, so this is an error)")
+    warnings.warn(message)
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def _fresh_database(admin_url: str, quote: str, drop_suffix: str = ""):
+    """Create a uniquely named database on a server, yield its name, and drop it afterwards.
+
+    Every test gets its own database: tests that share one see each other's rows, and with
+    pytest-xdist which tests share a worker (and so a session fixture) changes from run to run.
+    """
+    import sqlalchemy as sa
+
+    name = f"rdmt_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {quote}{name}{quote}"))
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{drop_suffix}"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The machine's PostgreSQL server (trust auth), or a loud skip / failure when it is unreachable."""
+    if not _reachable(5432):
+        _unavailable("PostgreSQL (127.0.0.1:5432)")
+    return "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    """The machine's MariaDB server (root, empty password), or a loud skip / failure when it is unreachable."""
+    if not _reachable(3306):
+        _unavailable("MariaDB (127.0.0.1:3306)")
+    return "mysql+pymysql://root@127.0.0.1:3306"
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh PostgreSQL database for this test only."""
+    with _fresh_database(f"{postgres_server}/postgres", '"', " WITH (FORCE)") as name:
+        yield f"{postgres_server}/{name}"
+
+
+@pytest.fixture
+def mariadb_url(mariadb_server):
+    """A fresh MariaDB database for this test only."""
+    with _fresh_database(f"{mariadb_server}/", "`") as name:
+        yield f"{mariadb_server}/{name}"
+
+
+@pytest.fixture(scope="session")
+def dark_pair(tmp_path_factory):
+    """Two deliveries of WFI03 darks: a normal one and one with an amp 5-6 glow."""
+    from rdmt_dagster.synthetic import DarkAnomaly, write_dark
+
+    folder = tmp_path_factory.mktemp("darks")
+    first = write_dark(folder / "roman_wfi_dark_1003.asdf", "WFI03", 1, "2027-01-01T00:00:00")
+    second = write_dark(folder / "roman_wfi_dark_1021.asdf", "WFI03", 2, "2027-02-01T00:00:00",
+                        anomaly=DarkAnomaly(first_amp=5, n_amps=2, factor=3.0))
+    return first, second
+
+
+@pytest.fixture(scope="session")
+def dark_normal_pair(tmp_path_factory):
+    """Two normal deliveries of WFI11 darks."""
+    from rdmt_dagster.synthetic import write_dark
+
+    folder = tmp_path_factory.mktemp("darks_normal")
+    first = write_dark(folder / "roman_wfi_dark_2011.asdf", "WFI11", 1, "2027-01-01T00:00:00")
+    second = write_dark(folder / "roman_wfi_dark_2029.asdf", "WFI11", 2, "2027-02-01T00:00:00")
+    return first, second

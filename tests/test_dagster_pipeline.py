@@ -1,0 +1,94 @@
+"""End to end through the Dagster definitions: two deliveries, an anomaly, a bad file, a re-run."""
+
+import dagster as dg
+import pytest
+
+from rdmt_dagster.assets.reference_files import EVALUATIONS_PASS, FILES_READABLE
+from rdmt_dagster.definitions import build_definitions
+from rdmt_dagster.resources import RDMTConfig
+
+from .helpers import run_batch
+
+pytestmark = pytest.mark.slow
+
+
+def checks(result):
+    return {ev.check_name: ev for ev in result.get_asset_check_evaluations()}
+
+
+def test_two_deliveries_through_dagster(tmp_path, dark_pair, dark_normal_pair):
+    rdmt = RDMTConfig(home=str(tmp_path / "home"))
+    defs = build_definitions(rdmt)
+    instance = dg.DagsterInstance.ephemeral()
+    database = rdmt.database()
+
+    first = run_batch(defs, instance, database, [dark_pair[0], dark_normal_pair[0]])
+    assert first.success
+    assert checks(first)[EVALUATIONS_PASS].passed and checks(first)[FILES_READABLE].passed
+
+    broken = tmp_path / "roman_wfi_dark_9999.asdf"
+    broken.write_bytes(b"#ASDF 1.0.0\nnot really\n")
+    delivery = [dark_pair[1], dark_normal_pair[1], broken]
+    second = run_batch(defs, instance, database, delivery)
+    assert second.success  # a bad file fails a check, not the run
+    c = checks(second)
+    assert not c[EVALUATIONS_PASS].passed
+    failing_files = {row["file"] for row in c[EVALUATIONS_PASS].metadata["failing"].value}
+    assert failing_files == {dark_pair[1].name}
+    assert not c[FILES_READABLE].passed
+    assert list(c[FILES_READABLE].metadata["errors"].value) == [broken.name]
+    assert database.file_status(broken.name)["status"] == "error"
+    assert broken.name in database.file_status(broken.name)["error"]
+
+    failed = database.failed_evaluations([p.name for p in delivery])
+    assert failed and {r["filename"] for r in failed} == {dark_pair[1].name}
+    assert {r["evaluator"] for r in failed} == {"change"}
+
+    counts = {t: database.count_rows(t) for t in ("reference_file", "metric_value", "evaluation", "evaluation_run")}
+    assert counts["metric_value"] == 4 * 8 * 1057
+    again = run_batch(defs, instance, database, delivery)
+    assert again.success
+    assert {t: database.count_rows(t) for t in counts} == counts
+
+    materialized = instance.get_materialized_partitions(dg.AssetKey("reference_file_evaluations"))
+    assert {p.name for p in [dark_pair[0], dark_normal_pair[0], *delivery]} <= set(materialized)
+    ecsv = list((tmp_path / "home" / "ecsv" / "dark").rglob("*.ecsv"))
+    assert len(ecsv) == 4
+    leaves = list((tmp_path / "home" / "parquet" / "metrics").rglob("*.parquet"))
+    assert len(leaves) == 4
+
+
+def test_backfill_with_new_standards_keeps_old_evaluations_and_reuses_metrics(tmp_path, dark_pair, monkeypatch):
+    home = str(tmp_path / "home")
+    instance = dg.DagsterInstance.ephemeral()
+    default = RDMTConfig(home=home, workers=1)  # in-process, so the monkeypatch below reaches the monitor
+    database = default.database()
+    assert run_batch(build_definitions(default), instance, database, [dark_pair[0]]).success
+    assert run_batch(build_definitions(default), instance, database, [dark_pair[1]]).success
+    measured = {p.name: database.file_status(p.name)["measured_at"] for p in dark_pair}
+    n_default = database.count_rows("evaluation")
+
+    strict_file = tmp_path / "strict.yaml"
+    strict_file.write_text("dark:\n  metrics:\n    dark_current_mean:\n      soc: {max: 0.006}\n")
+    strict = RDMTConfig(home=home, standards_file=str(strict_file), workers=1)
+    backfill = run_batch(build_definitions(strict), instance, database, list(dark_pair))
+    assert backfill.success
+    assert {p.name: database.file_status(p.name)["measured_at"] for p in dark_pair} == measured
+    metrics_event = [e for e in backfill.get_asset_materialization_events()
+                     if e.asset_key == dg.AssetKey("reference_file_metrics")][0]
+    assert metrics_event.materialization.metadata["reused_unchanged_monitor_version"].value == 2
+    assert database.count_rows("evaluation") == 2 * n_default
+    hashes = {s.hash for s in (default.standards().for_monitor("dark"), strict.standards().for_monitor("dark"))}
+    old = database.failed_evaluations([dark_pair[1].name], standards_hash=default.standards().for_monitor("dark").hash)
+    new = database.failed_evaluations([dark_pair[1].name], standards_hash=strict.standards().for_monitor("dark").hash)
+    assert {r["evaluator"] for r in old} == {"change"}
+    assert {r["evaluator"] for r in new} == {"change", "soc"}  # the mean (~0.0073 DN/s) exceeds 0.006
+    assert len(hashes) == 2 and database.count_rows("standards") == 2
+
+    from rdmt_dagster.monitors.dark import DarkMonitor
+
+    monkeypatch.setattr(DarkMonitor, "version", "9.9.9")  # a changed metric definition
+    again = run_batch(build_definitions(strict), instance, database, list(dark_pair))
+    assert again.success
+    assert all(database.file_status(p.name)["measured_at"] > measured[p.name] for p in dark_pair)
+    assert all(database.file_status(p.name)["monitor_version"] == "9.9.9" for p in dark_pair)

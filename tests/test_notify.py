@@ -1,0 +1,400 @@
+"""Notifications over real protocols on loopback: HTTP (Slack webhook), SMTP, SNS -> SQS (moto server).
+
+Database: WFI01 delivery 1 (clean), WFI01 delivery 2 (dark-current excess in
+amps 17-18: change and trend failures) and WFI02 delivery 2 (a 300x excess:
+mission and SOC failures with no history). Expected failures are read from
+the tables with plain SQL.
+"""
+
+import json
+import logging
+import socket
+import sqlite3
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from rdmt_dagster.notify import (
+    EmailNotifier,
+    LogNotifier,
+    SlackNotifier,
+    SNSNotifier,
+    build_notification,
+    deliver,
+    notify_failures,
+)
+from rdmt_dagster.reports.formatting import fmt_value
+from rdmt_dagster.resources.notifications import NotificationsConfig, notifications_from_env
+from rdmt_dagster.science.monitor import evaluate, measure
+from rdmt_dagster.science.standards import Standards
+from rdmt_dagster.storage.database import Database, sqlite_url
+from rdmt_dagster.synthetic import DarkAnomaly, dark_filename, write_dark
+
+pytestmark = pytest.mark.slow
+
+SLACK_TOKEN = "XXslackSECRETtoken4711"
+SMTP_PASSWORD = "smtp-Secret-pw-0815"
+AWS_SECRET = "aws-Secret-KEY-2342"
+
+
+# -- fixtures: database -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("notify")
+    database = Database(sqlite_url(tmp / "rdmt.db"))
+    database.upgrade()
+    standards = Standards()
+    names = []
+    for detector, delivery, useafter, anomaly in (
+        ("WFI01", 1, "2027-01-01T00:00:00", None),
+        ("WFI01", 2, "2027-02-01T00:00:00", DarkAnomaly(17, 2, 4.0)),
+        ("WFI02", 2, "2027-02-01T00:00:00", DarkAnomaly(5, 2, 300.0)),
+    ):
+        path = write_dark(tmp / "files" / dark_filename(delivery, detector), detector, delivery, useafter, anomaly)
+        database.register(path.name, str(path))
+        ms = measure(path, standards.for_monitor)
+        database.write_metrics(ms)
+        st = standards.for_monitor(ms.info.monitor)
+        database.write_standards(st)
+        database.write_evaluations(evaluate(ms, st, database.history()), ms.monitor_version)
+        names.append(path.name)
+    database.names = names
+    database.sql = sqlite3.connect(tmp / "rdmt.db", check_same_thread=False)
+    return database
+
+
+def _failing(db, filename):
+    """(metric, evaluator) -> failing regions, from the tables."""
+    rows = db.sql.execute(
+        "select e.metric, e.evaluator, e.region from evaluation e join reference_file f on f.id = e.file_id "
+        "where f.filename = ? and e.passed = 0", (filename,)).fetchall()
+    out = {}
+    for metric, evaluator, region in rows:
+        out.setdefault((metric, evaluator), []).append(region)
+    return out
+
+
+def _detector_value(db, filename, metric):
+    return db.sql.execute(
+        "select m.value from metric_value m join reference_file f on f.id = m.file_id "
+        "where f.filename = ? and m.metric = ? and m.region = 0", (filename, metric)).fetchone()[0]
+
+
+# -- fixtures: servers ----------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SlackServer:
+    """An incoming-webhook stand-in: records POSTs, answers 500 to the first ``fail`` of them."""
+
+    def __init__(self, fail: int = 0):
+        self.requests: list[tuple[str, dict]] = []
+        self.fail = fail
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.requests.append((self.path, json.loads(body)))
+                status = 500 if len(server.requests) <= server.fail else 200
+                payload = b"internal_error" if status == 500 else b"ok"
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/services/T000/B000/{SLACK_TOKEN}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def slack():
+    server = SlackServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def failing_slack():
+    server = SlackServer(fail=10_000)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def smtp_server():
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    class Recorder:
+        def __init__(self):
+            self.messages = []
+            self.logins = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content.decode("utf-8")))
+            return "250 OK"
+
+    recorder = Recorder()
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword) and auth_data.password.decode() == SMTP_PASSWORD:
+            recorder.logins.append(auth_data.login.decode())
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    port = _free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_require_tls=False)
+    controller.start()
+    recorder.port = port
+    yield recorder
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def aws():
+    """A moto server with an SNS topic and an SQS queue subscribed to it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.delenv("AWS_PROFILE", raising=False)
+        port = _free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        endpoint = f"http://127.0.0.1:{port}"
+        sns = boto3.client("sns", region_name="us-east-1", endpoint_url=endpoint)
+        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+        topic = sns.create_topic(Name="rdmt-alerts")["TopicArn"]
+        queue = sqs.create_queue(QueueName="rdmt-alerts-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        yield {"endpoint": endpoint, "topic": topic, "queue": queue, "sqs": sqs}
+        server.stop()
+
+
+def _drain(aws) -> list[dict]:
+    messages = []
+    while True:
+        got = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        batch = got.get("Messages", [])
+        if not batch:
+            return messages
+        for m in batch:
+            messages.append(json.loads(m["Body"]))
+            aws["sqs"].delete_message(QueueUrl=aws["queue"], ReceiptHandle=m["ReceiptHandle"])
+
+
+# -- the message -------------------------------------------------------------------
+
+def test_message_lists_every_failure(db):
+    clean, drift, hot = db.names
+    note = build_notification(db, db.names)
+    assert note is not None
+    assert note.subject.startswith("RDMT: failures in 2 of 3 reference files (WFI01, WFI02)")
+    assert [f.filename for f in note.files] == [drift, hot]
+    assert not any(line.startswith(clean) for line in note.text.splitlines())
+    for name in (drift, hot):
+        failing = _failing(db, name)
+        assert failing
+        block = note.text.split(name + " (")[1].split("\n\n")[0]
+        for (metric, evaluator), regions in failing.items():
+            scale = metric.split("_")[0]
+            assert f"{metric} ({scale}) [{evaluator}]" in block, (name, metric, evaluator)
+            if scale == "amp":
+                assert f"{len(regions)} of 32 amps ({', '.join(map(str, sorted(regions)))})" in block
+            if scale == "superpixel":
+                line = next(x for x in block.splitlines() if f"{metric} ({scale}) [{evaluator}]" in x)
+                assert f"{len(regions)} of 1024 super-pixels" in line
+        assert f"report: reports/{name}/report.html" in block
+    # The hot detector fails the mission limit of the 99th percentile: value and standard are in the message.
+    line = next(x for x in note.text.splitlines() if "detector_dark_current_percentile_99 (detector) [mission]" in x)
+    value = _detector_value(db, hot, "detector_dark_current_percentile_99")
+    assert f"value {fmt_value(value)} DN / s" in line and "standard ≤ 0.99" in line
+    # The drifting one fails the change evaluator against WFI01 delivery 1.
+    line = next(x for x in note.text.splitlines() if "detector_dark_current_mean (detector) [change]" in x)
+    previous = _detector_value(db, clean, "detector_dark_current_mean")
+    assert f"±11% of {fmt_value(previous)} ({clean})" in line
+
+
+def test_no_failures_no_message(db, slack, tmp_path):
+    log_file = tmp_path / "notifications.log"
+    report = notify_failures(db, db.names[:1], [LogNotifier(log_file), SlackNotifier(slack.url)])
+    assert report.skipped == "no failures" and report.sent == [] and not report.failed
+    assert not log_file.exists()
+    assert slack.requests == []
+
+
+# -- channels ----------------------------------------------------------------------
+
+def test_log_channel_one_entry_per_delivery(db, tmp_path, caplog):
+    log_file = tmp_path / "home" / "notifications.log"
+    with caplog.at_level(logging.INFO, logger="rdmt_dagster.notify"):
+        report = notify_failures(db, db.names, [LogNotifier(log_file)])
+    assert report.sent == ["log"] and not report.failed
+    text = log_file.read_text()
+    assert text.count("===== ") == 1
+    assert db.names[1] in text and db.names[2] in text and "amp_dark_current_mean" in text
+    assert "RDMT: failures in 2 of 3" in caplog.text
+
+
+def test_slack_one_post_with_the_failures(db, slack):
+    report = notify_failures(db, db.names, [SlackNotifier(slack.url)])
+    assert report.sent == ["slack"] and report.attempts == {"slack": 1}
+    assert len(slack.requests) == 1
+    path, body = slack.requests[0]
+    assert path.endswith(SLACK_TOKEN)
+    text = body["text"]
+    for name in db.names[1:]:
+        assert name in text
+        for metric, _ in _failing(db, name):
+            assert f"`{metric}`" in text
+    value = _detector_value(db, db.names[2], "detector_dark_current_percentile_99")
+    assert fmt_value(value) in text
+
+
+def test_slack_500_is_retried_and_the_rest_continues(db, failing_slack, tmp_path, caplog):
+    note = build_notification(db, db.names)
+    log_file = tmp_path / "notifications.log"
+    with caplog.at_level(logging.INFO, logger="rdmt_dagster.notify"):
+        report = deliver(note, [SlackNotifier(failing_slack.url), LogNotifier(log_file)], attempts=3, backoff=0.05)
+    assert report.sent == ["log"]
+    assert "HTTP 500" in report.failed["slack"]
+    assert report.attempts["slack"] == 3 and len(failing_slack.requests) == 3
+    assert log_file.read_text().count("===== ") == 1
+    assert "attempt 1 of 3 failed" in caplog.text and "failed after 3 attempts" in caplog.text
+    assert SLACK_TOKEN not in caplog.text and SLACK_TOKEN not in log_file.read_text()
+
+
+def test_slack_recovers_on_retry(db):
+    server = SlackServer(fail=1)
+    try:
+        report = deliver(build_notification(db, db.names), [SlackNotifier(server.url)], attempts=3, backoff=0.05)
+    finally:
+        server.close()
+    assert report.sent == ["slack"] and report.attempts["slack"] == 2 and len(server.requests) == 2
+
+
+def test_unreachable_channels_never_raise(db, caplog):
+    dead = _free_port()
+    notifiers = [
+        SlackNotifier(f"http://127.0.0.1:{dead}/services/T/B/{SLACK_TOKEN}", timeout=2),
+        EmailNotifier("127.0.0.1", ["is@example.org"], port=dead, starttls=False, username="rdmt",
+                      password=SMTP_PASSWORD, timeout=2),
+    ]
+    with caplog.at_level(logging.DEBUG):
+        report = deliver(build_notification(db, db.names), notifiers, attempts=2, backoff=0.05)
+    assert report.sent == [] and set(report.failed) == {"slack", "email"}
+    assert SLACK_TOKEN not in caplog.text and SMTP_PASSWORD not in caplog.text
+    assert SLACK_TOKEN not in json.dumps(report.failed)
+
+
+def test_email_over_smtp_with_login(db, smtp_server):
+    before = len(smtp_server.messages)
+    notifier = EmailNotifier("127.0.0.1", ["is-team@example.org", "oncall@example.org"], sender="rdmt@example.org",
+                             port=smtp_server.port, starttls=False, username="rdmt", password=SMTP_PASSWORD)
+    report = notify_failures(db, db.names, [notifier])
+    assert report.sent == ["email"]
+    assert len(smtp_server.messages) == before + 1
+    assert smtp_server.logins[-1] == "rdmt"
+    mail_from, rcpt, content = smtp_server.messages[-1]
+    assert mail_from == "rdmt@example.org" and rcpt == ["is-team@example.org", "oncall@example.org"]
+    assert "Subject: RDMT: failures in 2 of 3 reference files" in content
+    assert db.names[2] in content and "detector_dark_current_percentile_99" in content
+    assert SMTP_PASSWORD not in content
+
+
+def test_sns_topic_delivers_to_subscribed_queue(db, aws):
+    _drain(aws)
+    report = notify_failures(db, db.names, [SNSNotifier(aws["topic"], endpoint_url=aws["endpoint"])])
+    assert report.sent == ["sns"], report.failed
+    messages = _drain(aws)
+    assert len(messages) == 1
+    envelope = messages[0]
+    assert envelope["Subject"].startswith("RDMT: failures in 2 of 3 reference files")
+    assert db.names[1] in envelope["Message"] and "amp_dark_current_mean" in envelope["Message"]
+    assert envelope["MessageAttributes"]["rdmt_files_failed"]["Value"] == "2"
+
+
+# -- the resource --------------------------------------------------------------------
+
+def test_every_channel_once_per_delivery_and_no_secrets(db, slack, smtp_server, aws, tmp_path, caplog):
+    _drain(aws)
+    mails_before = len(smtp_server.messages)
+    config = NotificationsConfig(
+        channels=["log", "slack", "email", "sns"],
+        report_base_url="https://rdmt.example.org/reports/",
+        slack_webhook_url=slack.url,
+        smtp_host="127.0.0.1", smtp_port=smtp_server.port, smtp_starttls=False, smtp_username="rdmt",
+        smtp_password=SMTP_PASSWORD, smtp_recipients=["is-team@example.org"],
+        sns_topic_arn=aws["topic"], sns_endpoint_url=aws["endpoint"], backoff_seconds=0.05,
+    )
+    with caplog.at_level(logging.DEBUG):
+        report = config.notify(db, db.names, tmp_path)
+    assert sorted(report.sent) == ["email", "log", "slack", "sns"] and not report.failed
+    assert len(slack.requests) == 1
+    assert len(smtp_server.messages) == mails_before + 1
+    assert len(_drain(aws)) == 1
+    log_text = (tmp_path / "notifications.log").read_text()
+    assert log_text.count("===== ") == 1
+    assert f"https://rdmt.example.org/reports/{db.names[2]}/report.html" in log_text
+    assert f"<https://rdmt.example.org/reports/{db.names[1]}/report.html|{db.names[1]}>" in slack.requests[0][1]["text"]
+    for secret in (SLACK_TOKEN, SMTP_PASSWORD, AWS_SECRET):
+        assert secret not in caplog.text
+        assert secret not in log_text
+        assert secret not in report.notification.text
+        for path in tmp_path.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes()
+
+
+def test_unknown_and_unconfigured_channels_are_reported(db, tmp_path):
+    config = NotificationsConfig(channels=["log", "pager", "slack", "email"])
+    report = config.notify(db, db.names, tmp_path)
+    assert report.sent == ["log"]
+    assert "unknown channel" in report.failed["pager"]
+    assert "RDMT_SLACK_WEBHOOK_URL" in report.failed["slack"]
+    assert "RDMT_SMTP_HOST" in report.failed["email"]
+
+
+def test_notifications_from_env(monkeypatch):
+    monkeypatch.setenv("RDMT_NOTIFY_CHANNELS", "log, slack,email")
+    monkeypatch.setenv("RDMT_SLACK_WEBHOOK_URL", f"https://hooks.slack.com/services/T/B/{SLACK_TOKEN}")
+    monkeypatch.setenv("RDMT_SMTP_HOST", "smtp.example.org")
+    monkeypatch.setenv("RDMT_SMTP_PORT", "2525")
+    monkeypatch.setenv("RDMT_SMTP_STARTTLS", "false")
+    monkeypatch.setenv("RDMT_SMTP_PASSWORD", SMTP_PASSWORD)
+    monkeypatch.setenv("RDMT_SMTP_TO", "a@example.org, b@example.org")
+    monkeypatch.setenv("RDMT_NOTIFY_ATTEMPTS", "5")
+    config = notifications_from_env()
+    assert config.channels == ["log", "slack", "email"]
+    assert config.smtp_port == 2525 and config.smtp_starttls is False and config.attempts == 5
+    assert config.smtp_recipients == ["a@example.org", "b@example.org"]
+    # Secrets stay environment-variable references until Dagster resolves them.
+    assert SLACK_TOKEN not in repr(config) and SMTP_PASSWORD not in repr(config)
+    resolved = config.process_config_and_initialize()
+    assert resolved.slack_webhook_url.endswith(SLACK_TOKEN) and resolved.smtp_password == SMTP_PASSWORD
+    monkeypatch.delenv("RDMT_NOTIFY_CHANNELS")
+    monkeypatch.delenv("RDMT_SLACK_WEBHOOK_URL")
+    default = notifications_from_env()
+    assert default.channels == ["log"] and default.slack_webhook_url is None

@@ -1,0 +1,121 @@
+"""Dagster: metrics -> evaluations -> reports -> notifications in one run per delivery."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+
+from rdmt_dagster.assets.reference_files import (
+    reference_file_evaluations,
+    reference_file_metrics,
+    reference_file_partitions,
+)
+from rdmt_dagster.assets.reports import reference_file_notifications, reference_file_reports
+from rdmt_dagster.resources import RDMTConfig
+from rdmt_dagster.resources.io_managers import EvaluationsIOManager, MetricsIOManager
+from rdmt_dagster.resources.notifications import NotificationsConfig
+from rdmt_dagster.synthetic import DarkAnomaly, dark_filename, write_dark
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "hookSECRET9001"
+
+
+class Webhook:
+    def __init__(self):
+        self.posts = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/services/T/B/{TOKEN}"
+
+
+def _metadata(result, asset_name):
+    events = [e for e in result.get_asset_materialization_events()
+              if e.asset_key == dg.AssetKey(asset_name)]
+    return events[-1].materialization.metadata
+
+
+def test_reports_and_notifications_materialise(tmp_path):
+    files = tmp_path / "incoming"
+    paths = [
+        write_dark(files / dark_filename(1, "WFI03"), "WFI03", 1, "2027-01-01T00:00:00"),
+        write_dark(files / dark_filename(2, "WFI03"), "WFI03", 2, "2027-02-01T00:00:00", DarkAnomaly(9, 2, 4.0)),
+        write_dark(files / dark_filename(2, "WFI04"), "WFI04", 2, "2027-02-01T00:00:00"),
+    ]
+    names = [p.name for p in paths]
+    home = tmp_path / "home"
+    rdmt = RDMTConfig(home=str(home))
+    database = rdmt.database()
+    for p in paths:
+        database.register(p.name, str(p))
+    hook = Webhook()
+    resources = {
+        "rdmt": rdmt,
+        "metrics_io_manager": MetricsIOManager(rdmt=rdmt),
+        "evaluations_io_manager": EvaluationsIOManager(rdmt=rdmt),
+        "notifications": NotificationsConfig(channels=["log", "slack"], slack_webhook_url=hook.url,
+                                             backoff_seconds=0.05),
+    }
+    assets = [reference_file_metrics, reference_file_evaluations, reference_file_reports, reference_file_notifications]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(reference_file_partitions.name, names)
+    try:
+        # Delivery 1: one clean file -> a report, no message.
+        first = dg.materialize(assets, instance=instance, resources=resources, partition_key=names[0])
+        assert first.success
+        meta = _metadata(first, "reference_file_notifications")
+        assert meta["skipped"].value == "no failures" and meta["channels_sent"].value == []
+        assert hook.posts == [] and not (home / "notifications.log").exists()
+
+        # Delivery 2: two files in ONE run (a partition range) -> one message per channel.
+        second = dg.materialize(assets, instance=instance, resources=resources, tags={
+            "dagster/asset_partition_range_start": names[1], "dagster/asset_partition_range_end": names[2]})
+        assert second.success
+    finally:
+        hook.httpd.shutdown()
+        hook.httpd.server_close()
+
+    reports = _metadata(second, "reference_file_reports")
+    assert reports["reports"].value == {n: f"{n}/report.html" for n in names[1:]}
+    assert reports["files_with_failures"].value == 1 and reports["errors"].value == {}
+    site = home / "reports"
+    for name in names:
+        assert (site / name / "report.html").exists() and (site / name / "report.md").exists()
+    index = (site / "index.md").read_text()
+    assert [index.index(f"[{n}]") < index.index(f"[{names[0]}]") for n in names[1:]] == [True, True]
+
+    meta = _metadata(second, "reference_file_notifications")
+    assert sorted(meta["channels_sent"].value) == ["log", "slack"] and meta["channels_failed"].value == {}
+    assert meta["files_with_failures"].value == 1
+    assert len(hook.posts) == 1
+    text = hook.posts[0]["text"]
+    failing = {r["metric"] for r in database.failed_evaluations([names[1]])}
+    assert "amp_dark_current_mean" in failing
+    for metric in failing:
+        assert f"`{metric}`" in text
+    assert "failures in 1 of 2 reference files (WFI03)" in text and names[2] not in text
+    log = (home / "notifications.log").read_text()
+    assert log.count("===== ") == 1 and f"reports/{names[1]}/report.html" in log
+
+    # Nothing secret or local leaks into the publishable site.
+    for path in site.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for bad in (TOKEN, str(tmp_path), "/tmp", "http://127"):
+                assert bad.encode() not in data, (path.name, bad)
+    assert TOKEN not in log

@@ -1,0 +1,168 @@
+"""Storage round trips: SQLite, PostgreSQL and MariaDB; Parquet (pyarrow, pandas, duckdb); ECSV."""
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from rdmt_dagster.science.metrics import FileInfo, Metric, MetricSet
+from rdmt_dagster.science.monitor import evaluate
+from rdmt_dagster.science.scales import ScaleValues
+from rdmt_dagster.science.standards import Standards
+from rdmt_dagster.storage.database import Database, sqlite_url
+from rdmt_dagster.storage.files import ParquetStore, write_ecsv
+
+
+def make_set(name, detector, useafter, level, nan_superpixel=None):
+    rng = np.random.default_rng(abs(hash((name, level))) % 2**32)
+    sp = level * (1 + 0.01 * rng.standard_normal(1024))
+    if nan_superpixel is not None:
+        sp[nan_superpixel] = np.nan
+    info = FileInfo(name, f"/data/{name}", "dark", detector, useafter, "DARK")
+    metrics = [
+        Metric("dark_current_mean", "DN / s", ScaleValues(np.array([level]), np.full(32, level), sp)),
+        Metric("num_hot_pix", "pix", ScaleValues(np.array([33000.0]), np.full(32, 1030.0), np.full(1024, 32.0))),
+        Metric("channel_only", "", ScaleValues(np.array([1.0]), np.arange(32.0), None)),
+    ]
+    return MetricSet(info, "1.0.0", metrics)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path / "rdmt.db")
+    elif request.param == "postgresql":
+        request.applymarker(pytest.mark.server)
+        url = request.getfixturevalue("postgres_url")
+    else:
+        request.applymarker(pytest.mark.server)
+        url = request.getfixturevalue("mariadb_url")
+    db = Database(url)
+    db.upgrade()
+    yield db
+    db.dispose()
+
+
+def test_metrics_round_trip_and_rewrite_without_duplicates(database):
+    ms = make_set("roman_wfi_dark_0001.asdf", "WFI01", datetime(2027, 1, 1), 0.005, nan_superpixel=7)
+    database.write_metrics(ms)
+    database.write_metrics(ms)
+    assert database.count_rows("metric_value") == 1057 + 1057 + 33
+    assert database.count_rows("reference_file") == 1
+    back = database.load_metric_set("roman_wfi_dark_0001.asdf")
+    assert back.ok and back.info.detector == "WFI01" and back.info.useafter == datetime(2027, 1, 1)
+    got = {m.name: m for m in back.metrics}
+    np.testing.assert_allclose(got["dark_current_mean"].values.superpixel, ms.metrics[0].values.superpixel, equal_nan=True)
+    assert np.isnan(got["dark_current_mean"].values.superpixel[7])
+    assert got["channel_only"].values.superpixel is None
+    assert got["num_hot_pix"].unit == "pix"
+
+
+def test_evaluations_replace_per_standards_and_keep_other_standards(database, tmp_path):
+    first = make_set("roman_wfi_dark_0001.asdf", "WFI01", datetime(2027, 1, 1), 0.005)
+    second = make_set("roman_wfi_dark_0019.asdf", "WFI01", datetime(2027, 2, 1), 0.009)
+    for ms in (first, second):
+        database.write_metrics(ms)
+    default = Standards().for_monitor("dark")
+    result = evaluate(second, default, database.history())
+    database.write_standards(default)
+    database.write_evaluations(result, "1.0.0")
+    database.write_evaluations(result, "1.0.0")
+    n_rows = sum(e.passed.size for e in result.evaluations)
+    assert database.count_rows("evaluation") == n_rows
+    user = tmp_path / "strict.yaml"
+    user.write_text("dark:\n  metrics:\n    dark_current_mean:\n      soc: {max: 0.001}\n")
+    strict = Standards(user).for_monitor("dark")
+    database.write_evaluations(evaluate(second, strict, database.history()), "1.0.0")
+    assert database.count_rows("evaluation") == 2 * n_rows
+    failed = database.failed_evaluations(["roman_wfi_dark_0019.asdf"], standards_hash=default.hash)
+    change = [r for r in failed if r["evaluator"] == "change" and r["metric"] == "detector_dark_current_mean"]
+    assert change and change[0]["reference"] == pytest.approx(0.005) and change[0]["value"] == pytest.approx(0.009)
+    strict_failed = database.failed_evaluations(["roman_wfi_dark_0019.asdf"], standards_hash=strict.hash)
+    assert any(r["evaluator"] == "soc" for r in strict_failed)
+    assert not any(r["evaluator"] == "soc" for r in failed)
+
+
+def test_history_is_ordered_by_useafter_and_skips_errors(database):
+    a = make_set("b.asdf", "WFI02", datetime(2027, 1, 1), 1.0)
+    b = make_set("a.asdf", "WFI02", datetime(2027, 3, 1), 3.0)
+    c = make_set("c.asdf", "WFI02", datetime(2027, 2, 1), 2.0)
+    bad = MetricSet(FileInfo("z.asdf", "/data/z.asdf", "dark", "WFI02", datetime(2027, 2, 15)), "1.0.0", error="z.asdf: broken")
+    for ms in (b, a, c, bad):
+        database.write_metrics(ms)
+    earlier = database.history().before(b.info, 10)
+    assert [p.filename for p in earlier] == ["b.asdf", "c.asdf"]
+    assert database.history().before(b.info, 1)[0].values[("dark_current_mean", "detector")][0] == 2.0
+    assert database.file_status("z.asdf")["status"] == "error"
+    assert database.previous_path(b.info) == "/data/c.asdf"
+
+
+def test_registration_is_idempotent(database):
+    first = database.register("x.asdf", "/in/x.asdf")
+    assert database.register("x.asdf", "/in/x.asdf") == first
+    database.register("x.asdf", "/moved/x.asdf")
+    assert database.paths(["x.asdf", "y.asdf"]) == {"x.asdf": "/moved/x.asdf"}
+    assert database.count_rows("reference_file") == 1
+
+
+def test_parquet_dataset_is_hive_partitioned_and_idempotent(tmp_path):
+    import duckdb
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    store = ParquetStore(tmp_path / "parquet")
+    ms = make_set("roman_wfi_dark_0001.asdf", "WFI01", datetime(2027, 1, 1), 0.005)
+    other = make_set("roman_wfi_dark_0002.asdf", "WFI02", datetime(2027, 1, 1), 0.006)
+    for m in (ms, ms, other):
+        store.write_metrics(m)
+    result = evaluate(ms, Standards().for_monitor("dark"))
+    store.write_evaluations(result, "1.0.0")
+    store.write_evaluations(result, "1.0.0")
+    table = ds.dataset(tmp_path / "parquet" / "metrics", partitioning="hive").to_table()
+    assert table.num_rows == 2 * (1057 * 2 + 33)
+    assert set(table.column("detector").to_pylist()) == {"WFI01", "WFI02"}
+    frame = pd.read_parquet(tmp_path / "parquet" / "metrics")
+    det = frame[(frame.metric == "detector_dark_current_mean") & (frame.detector == "WFI02")]
+    assert det.value.tolist() == [pytest.approx(0.006)]
+    con = duckdb.connect()
+    n, failed = con.execute(
+        f"select count(*), sum(case when passed then 0 else 1 end) from read_parquet('{tmp_path}/parquet/evaluations/**/*.parquet', hive_partitioning=true)"
+    ).fetchone()
+    assert n == sum(e.passed.size for e in result.evaluations) and failed == result.n_failed
+
+
+def test_ecsv_file_has_metrics_and_evaluations(tmp_path):
+    from astropy.table import Table
+
+    ms = make_set("roman_wfi_dark_0001.asdf", "WFI01", datetime(2027, 1, 1), 2.5)
+    result = evaluate(ms, Standards().for_monitor("dark"))
+    path = write_ecsv(tmp_path / "ecsv", ms, result)
+    table = Table.read(path, format="ascii.ecsv")
+    assert len(table) == 1057 * 2 + 33
+    row = table[(table["metric"] == "detector_dark_current_mean")][0]
+    assert row["value"] == pytest.approx(2.5) and row["mission_threshold"] == 1.0 and not row["mission_passed"]
+    assert table.meta["filename"] == "roman_wfi_dark_0001.asdf" and table.meta["standards_hash"] == result.standards_hash
+    amp = table[(table["metric"] == "amp_num_hot_pix") & (table["region"] == 32)][0]
+    assert amp["soc_threshold"] == pytest.approx(100000 * 124 * 4088 / 4088**2)
+
+
+@pytest.mark.server
+def test_rdmt_and_dagster_migrations_share_a_database(postgres_url, tmp_path):
+    """RDMT keeps its Alembic revision apart from Dagster's, so both can live in one database."""
+    import dagster as dg
+    import sqlalchemy as sa
+
+    pytest.importorskip("dagster_postgres")
+    Database(postgres_url).upgrade()
+    url = sa.engine.make_url(postgres_url).set(drivername="postgresql+psycopg2")
+    (tmp_path / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: {url.render_as_string(hide_password=False)}\n")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    instance.get_runs()
+    Database(postgres_url).upgrade()
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select version_num from rdmt_alembic_version")).scalar() == "0001"
+        assert conn.execute(sa.text("select count(*) from alembic_version")).scalar() == 1
+    engine.dispose()
+    instance.dispose()
