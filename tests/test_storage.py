@@ -9,7 +9,7 @@ from rdmt_dagster.science.metrics import FileInfo, Metric, MetricSet
 from rdmt_dagster.science.monitor import evaluate
 from rdmt_dagster.science.scales import ScaleValues
 from rdmt_dagster.science.standards import Standards
-from rdmt_dagster.storage.database import Database, sqlite_url
+from rdmt_dagster.storage.database import Database, failed_evaluations_query, sqlite_url
 from rdmt_dagster.storage.files import ParquetStore, write_ecsv
 
 
@@ -103,6 +103,28 @@ def test_registration_is_idempotent(database):
     database.register("x.asdf", "/moved/x.asdf")
     assert database.paths(["x.asdf", "y.asdf"]) == {"x.asdf": "/moved/x.asdf"}
     assert database.count_rows("reference_file") == 1
+
+
+@pytest.mark.server
+def test_failed_evaluations_plan_reaches_metric_values_by_primary_key(mariadb_url):
+    """MariaDB reads the files, then their evaluations, then each metric value by its key.
+
+    Driving the join from metric_value instead reaches evaluation through
+    file_id alone, which is quadratic in the rows per file.
+    """
+    database = Database(mariadb_url)
+    database.upgrade()
+    ms = make_set("roman_wfi_dark_0001.asdf", "WFI01", datetime(2027, 1, 1), 0.005)
+    database.write_metrics(ms)
+    database.write_evaluations(evaluate(ms, Standards().for_monitor("dark")), "1.0.0")
+    query = failed_evaluations_query([ms.info.filename])
+    sql = str(query.compile(dialect=database.engine.dialect, compile_kwargs={"literal_binds": True}))
+    with database.engine.connect() as conn:
+        plan = [dict(r._mapping) for r in conn.exec_driver_sql("EXPLAIN " + sql)]
+    database.dispose()
+    tables = [row["table"] for row in plan]
+    assert tables == ["reference_file", "evaluation", "metric_value"], plan
+    assert plan[2]["type"] == "eq_ref", plan
 
 
 def test_parquet_dataset_is_hive_partitioned_and_idempotent(tmp_path):
