@@ -1,6 +1,6 @@
 """RDMT benchmarks; results are appended to BENCHMARKS.md with the machine and the date.
 
-    .venv/bin/python benchmarks/run.py [--only metrics|delivery] [--repeat N]
+    .venv/bin/python benchmarks/run.py [--only metrics|delivery|ticks|queries|arrival] [--repeat N]
 
 * ``metrics``: every registered monitor's metrics for one synthetic 4096x4096
   detector, on one core (the file is read once, outside the timing), plus the
@@ -12,6 +12,8 @@
   the change evaluator has a previous file); wall time, and the peak of the
   summed resident memory of the run process and its worker processes.
 * ``ticks``: the cost of a sensor tick that finds nothing new, for each sensor.
+* ``queries``: the failed-evaluation query behind the notifications on
+  SQLite and on the PostgreSQL and MariaDB servers when they are reachable.
 * ``arrival``: the fully automatic path of ``rdmt demo`` (CRDS stand-in,
   sensors, Dagster daemon, run launcher): seconds from a delivery's arrival
   (new CRDS context or ``rdmt submit``) to every file's report and the
@@ -333,9 +335,111 @@ def bench_arrival(types: list[str]) -> list[str]:
     return lines
 
 
+def _metric_sets(n_files: int):
+    """``n_files`` dark-shaped metric sets (8 metrics x 1057 values) of one delivery."""
+    from rdmt_dagster.science.metrics import FileInfo, Metric, MetricSet
+    from rdmt_dagster.science.scales import ScaleValues
+
+    names = ["dark_current_mean"] + [f"dark_current_percentile_{q}" for q in (50, 90, 95, 99)]
+    names += ["num_dead_pix", "num_hot_pix", "num_warm_pix"]
+    rng = np.random.default_rng(0)
+    sets = []
+    for k in range(n_files):
+        info = FileInfo(f"roman_wfi_dark_{k:04d}.asdf", f"/data/{k}.asdf", "dark", f"WFI{k % 18 + 1:02d}",
+                        datetime(2027, 1, 1), "DARK")
+        metrics = [Metric(m, "DN / s", ScaleValues(rng.random(1), rng.random(32), rng.random(1024))) for m in names]
+        sets.append(MetricSet(info, "1.0.0", metrics))
+    return sets
+
+
+def _query_databases():
+    """(label, URL, drop) for SQLite and each database server reachable on loopback."""
+    import socket
+    import uuid
+
+    import sqlalchemy as sa
+
+    from rdmt_dagster.storage.database import sqlite_url
+
+    def reachable(port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    tmp = Path(tempfile.mkdtemp(prefix="rdmt-bench-db-"))
+    yield "SQLite", sqlite_url(tmp / "rdmt.db"), lambda: None
+    servers = [("PostgreSQL", 5432, "postgresql+psycopg://postgres@127.0.0.1:5432", "postgres", '"'),
+               ("MariaDB", 3306, "mysql+pymysql://root@127.0.0.1:3306", "", "`")]
+    for label, port, base, admin_db, quote in servers:
+        if not reachable(port):
+            print(f"benchmark: {label} is not reachable on 127.0.0.1:{port}; skipped")
+            continue
+        name = f"rdmt_bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(f"{base}/{admin_db}", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {quote}{name}{quote}"))
+
+        def drop(admin=admin, name=name, quote=quote):
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"DROP DATABASE {quote}{name}{quote}"))
+            admin.dispose()
+
+        yield label, f"{base}/{name}", drop
+
+
+def bench_queries(repeat: int) -> list[str]:
+    """The failed-evaluation query behind notifications, on each database backend.
+
+    An 18-file dark delivery (random values, so many evaluations fail) is
+    written, then ``Database.failed_evaluations`` of those files is timed. On
+    MariaDB the join driven the other way (metric_value first, the plan the
+    optimizer may pick from stale statistics) is timed once on two files.
+    """
+    import sqlalchemy as sa
+
+    from rdmt_dagster.science.monitor import evaluate
+    from rdmt_dagster.science.standards import Standards
+    from rdmt_dagster.storage.database import Database
+
+    standards = Standards().for_monitor("dark")
+    sets = _metric_sets(18)
+    names = [ms.info.filename for ms in sets]
+    lines = ["| database | failed rows | failed_evaluations, median (s) | runs |", "|---|---|---|---|"]
+    for label, url, drop in _query_databases():
+        database = Database(url)
+        database.upgrade()
+        database.write_standards(standards)
+        for ms in sets:
+            database.write_metrics(ms)
+            database.write_evaluations(evaluate(ms, standards), "1.0.0")
+        n = len(database.failed_evaluations(names))
+        med, _ = median_time(lambda: database.failed_evaluations(names), repeat)
+        lines.append(f"| {label} | {n} | {med:.3f} | {repeat} |")
+        if label == "MariaDB":
+            two = ", ".join(f"'{x}'" for x in names[:2])
+            reverse = (
+                "SELECT STRAIGHT_JOIN f.filename, e.metric, m.value FROM metric_value m "
+                "JOIN evaluation e ON m.file_id = e.file_id AND m.metric = e.metric AND m.region = e.region "
+                f"JOIN reference_file f ON f.id = e.file_id WHERE e.passed = 0 AND f.filename IN ({two})"
+            )
+            with database.engine.connect() as conn:
+                t0 = time.perf_counter()
+                rows = len(conn.execute(sa.text(reverse)).all())
+                slow = time.perf_counter() - t0
+            fast, _ = median_time(lambda: database.failed_evaluations(names[:2]), repeat)
+            lines += ["", f"MariaDB, two files ({rows} failed rows): files -> evaluations -> metric values "
+                          f"{fast:.3f} s (median of {repeat}); metric values -> evaluations -> files {slow:.1f} s "
+                          f"(one run), {slow / fast:.0f}x."]
+        database.dispose()
+        drop()
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["metrics", "delivery", "ticks", "arrival"])
+    parser.add_argument("--only", choices=["metrics", "delivery", "ticks", "queries", "arrival"])
     parser.add_argument("--arrival-types", default="dark,all", help="comma-separated: a type list per demo, or 'all'")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--delivery-repeat", type=int, default=3)
@@ -351,6 +455,8 @@ def main() -> None:
         out += bench_delivery(args.delivery_repeat) + [""]
     if args.only in (None, "ticks"):
         out += ["### Sensor ticks that find nothing new", ""] + bench_idle_ticks() + [""]
+    if args.only in (None, "queries"):
+        out += ["### Failed evaluations of a delivery, per database backend", ""] + bench_queries(args.repeat) + [""]
     if args.only in (None, "arrival"):
         os.sched_setaffinity(0, set(range(os.cpu_count())))
         out += ["### Arrival to report and notification through CRDS, the sensors and the daemon (2 cores)", ""]

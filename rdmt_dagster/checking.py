@@ -6,10 +6,11 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-
 from .science.history import MemoryHistory
 from .science.metrics import FileInfo, MetricSet
-from .science.monitor import EvaluationSet, ReferenceFileError, describe, evaluate, measure, open_model
+from .science.monitor import (
+    EvaluationSet, ReferenceFileError, describe, evaluate, measure, open_model, previous_among,
+)
 from .science.scales import region_ids
 from .science.standards import Standards
 
@@ -32,21 +33,16 @@ def _identities(paths) -> list[FileInfo]:
     return out
 
 
-def previous_among(infos: list[FileInfo]):
-    """`FileInfo` -> path of the preceding file of the same type and detector within ``infos``."""
-
-    def previous(info: FileInfo) -> str | None:
-        earlier = [i for i in infos if i.monitor == info.monitor and i.detector == info.detector
-                   and i.order_key < info.order_key]
-        return max(earlier, key=lambda i: i.order_key).path if earlier else None
-
-    return previous
-
-
 def check_files(paths, standards: Standards, workers: int = 2) -> list[CheckedFile]:
     """Measure and evaluate ``paths``; files of one type and detector are compared in USEAFTER order."""
     paths = [str(p) for p in paths]
-    previous = previous_among(_identities(paths)) if len(paths) > 1 else None
+    previous = None
+    if len(paths) > 1:
+        among = previous_among(_identities(paths))
+
+        def previous(info: FileInfo) -> str | None:
+            found = among(info)
+            return found.path if found else None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         metric_sets = list(pool.map(lambda p: measure(p, standards.for_monitor, previous), paths))
     history = MemoryHistory(metric_sets)

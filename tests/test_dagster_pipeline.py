@@ -92,3 +92,40 @@ def test_backfill_with_new_standards_keeps_old_evaluations_and_reuses_metrics(tm
     assert again.success
     assert all(database.file_status(p.name)["measured_at"] > measured[p.name] for p in dark_pair)
     assert all(database.file_status(p.name)["monitor_version"] == "9.9.9" for p in dark_pair)
+
+
+def test_masks_in_one_batch_compare_with_their_predecessor_in_the_batch(tmp_path):
+    """Three masks of one detector in one run: each one's new and cleared pixels are counted
+    against the mask just before it, although the three are measured in parallel."""
+    import numpy as np
+    import roman_datamodels.datamodels as rdm
+    from roman_datamodels import dqflags
+
+    from rdmt_dagster.science.standards import Standards
+    from rdmt_dagster.synthetic import mask as synthetic_mask
+
+    folder = tmp_path / "masks"
+    paths = [synthetic_mask.write(folder / f"roman_wfi_mask_{n:04d}.asdf", "WFI06", n, f"2027-0{n}-01T00:00:00")
+             for n in (1, 2, 3)]
+    bad_bits = 0
+    for name in Standards().for_monitor("mask").parameters["bad_flags"]:
+        bad_bits |= int(dqflags.pixel[name])
+    bad = []
+    for path in paths:
+        with rdm.open(path) as model:
+            bad.append((np.asarray(model.dq)[4:-4, 4:-4] & bad_bits) != 0)
+    expected_new = [int(np.count_nonzero(bad[k] & ~bad[k - 1])) for k in (1, 2)]
+    expected_cleared = [int(np.count_nonzero(bad[k - 1] & ~bad[k])) for k in (1, 2)]
+
+    rdmt = RDMTConfig(home=str(tmp_path / "home"))
+    database = rdmt.database()
+    result = run_batch(build_definitions(rdmt), dg.DagsterInstance.ephemeral(), database, list(reversed(paths)))
+    assert result.success
+
+    def detector_value(path, metric):
+        values = database.load_metric_set(path.name).values()
+        return None if (metric, "detector") not in values else int(values[(metric, "detector")][0])
+
+    assert detector_value(paths[0], "num_newly_flagged_pix") is None
+    assert [detector_value(p, "num_newly_flagged_pix") for p in paths[1:]] == expected_new
+    assert [detector_value(p, "num_newly_cleared_pix") for p in paths[1:]] == expected_cleared

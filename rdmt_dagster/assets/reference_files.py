@@ -20,7 +20,7 @@ import dagster as dg
 from ..parallel import process_map
 from ..resources import RDMTConfig, open_database
 from ..science.metrics import FileInfo, MetricSet
-from ..science.monitor import evaluate, measure, registry
+from ..science.monitor import evaluate, measure, previous_among, registry
 from ..science.standards import Standards
 
 GROUP = "reference_files"
@@ -58,9 +58,16 @@ def _standards(standards_file: str | None) -> Standards:
 
 
 def measure_task(task: tuple) -> MetricSet:
-    """Measure one file (runs in a worker process): ``(key, path, standards_file, database_url, remeasure)``."""
-    key, path, standards_file, database_url, remeasure = task
+    """Measure one file (runs in a worker process).
+
+    ``task`` is ``(key, path, standards_file, database_url, remeasure)``, and
+    optionally the path of the previous file to compare pixels with, which
+    then replaces the database's choice (and any stored metrics).
+    """
+    key, path, standards_file, database_url, remeasure, *given_previous = task
     database = open_database(database_url)
+    if given_previous:
+        return measure(path, _standards(standards_file).for_monitor, lambda info: given_previous[0])
     if not remeasure:
         stored = _stored_if_current(database, key, path)
         if stored is not None:
@@ -70,11 +77,39 @@ def measure_task(task: tuple) -> MetricSet:
     return measure(path, _standards(standards_file).for_monitor, database.previous_path)
 
 
+def previous_in_batch(results: dict[str, MetricSet], database) -> dict[str, str]:
+    """Files whose pixel comparison must use a predecessor from the same batch: key -> its path.
+
+    Files are measured in parallel, so a file that compares its pixels with
+    the previous file (the mask) was compared with the newest earlier file in
+    the database, while an earlier file of the same detector may be in this
+    very batch.
+    """
+    among = previous_among([r.info for r in results.values() if r.ok])
+    monitors = registry()
+    redo = {}
+    for key, result in results.items():
+        monitor = monitors.get(result.info.monitor) if result.ok else None
+        in_batch = among(result.info) if monitor is not None and monitor.compares_previous_file else None
+        if in_batch is None:
+            continue
+        candidates = [p for p in (in_batch, database.previous_info(result.info)) if p is not None]
+        chosen = max(candidates, key=lambda p: p.order_key)
+        if result.reused or result.compared_with != chosen.filename:
+            redo[key] = chosen.path
+    return redo
+
+
 def _measure_all(rdmt: RDMTConfig, keys: list[str], log) -> dict[str, MetricSet]:
     paths = rdmt.locate(keys)
     url = rdmt.resolved_database_url()
     tasks = [(key, paths.get(key), rdmt.standards_file, url, rdmt.remeasure) for key in keys]
     results = dict(zip(keys, process_map(measure_task, tasks, rdmt.workers)))
+    redo = previous_in_batch(results, rdmt.database())
+    if redo:
+        log.info(f"comparing {len(redo)} file(s) with their predecessor in this batch")
+        tasks = [(key, paths[key], rdmt.standards_file, url, True, previous) for key, previous in redo.items()]
+        results.update(zip(redo, process_map(measure_task, tasks, rdmt.workers)))
     for result in results.values():
         if result.error:
             log.error(result.error)

@@ -70,6 +70,7 @@ class MetricSet:
     metrics: list[Metric] = field(default_factory=list)
     error: str | None = None
     reused: bool = False  # loaded from storage rather than measured again
+    compared_with: str | None = None  # the previous file whose pixels the metrics were compared with
 
     @property
     def ok(self) -> bool:

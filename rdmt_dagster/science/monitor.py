@@ -190,12 +190,23 @@ def measure(path, standards_for, previous_file=None) -> MetricSet:
                     metrics = monitor.metrics(model, parameters, previous)
             else:
                 metrics = monitor.metrics(model, parameters)
-        return MetricSet(info, version, metrics)
+        return MetricSet(info, version, metrics, compared_with=Path(previous_path).name if previous_path else None)
     except ReferenceFileError as exc:
         message = str(exc) if exc.path else f"{path.name}: {exc.problem}"
         return MetricSet(info, version, error=message)
     except Exception as exc:  # corrupt blocks surface only when an array is read
         return MetricSet(info, version, error=f"{path.name}: cannot be monitored ({type(exc).__name__}: {exc})")
+
+
+def previous_among(infos: list[FileInfo]):
+    """A function `FileInfo` -> the preceding file (by USEAFTER, then name) of the same type and detector in ``infos``."""
+
+    def previous(info: FileInfo) -> FileInfo | None:
+        earlier = [i for i in infos if i.monitor == info.monitor and i.detector == info.detector
+                   and i.order_key < info.order_key]
+        return max(earlier, key=lambda i: i.order_key) if earlier else None
+
+    return previous
 
 
 @lru_cache(maxsize=1)

@@ -251,6 +251,16 @@ class Database:
         rows = self.earlier_files(info, 1)
         return rows[0][1] if rows else None
 
+    def previous_info(self, info: FileInfo) -> FileInfo | None:
+        """The previous measured file of the same type and detector, if any."""
+        rows = self.earlier_files(info, 1)
+        if not rows:
+            return None
+        f = t.reference_file
+        with self.engine.connect() as conn:
+            useafter = conn.execute(sa.select(f.c.useafter).where(f.c.filename == rows[0][0])).scalar()
+        return FileInfo(rows[0][0], rows[0][1], info.monitor, info.detector, useafter)
+
     def _transaction(self, work, attempts: int = 6):
         """Run ``work(connection)`` in a transaction, again when the server aborted it as a deadlock.
 
