@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import shutil
 import threading
 import os
 import platform
@@ -352,8 +353,8 @@ def _metric_sets(n_files: int):
     return sets
 
 
-def _query_databases():
-    """(label, URL, drop) for SQLite and each database server reachable on loopback."""
+def _query_databases(only: str | None = None):
+    """(label, URL, drop) for SQLite and each database server reachable on loopback (or just ``only``)."""
     import socket
     import uuid
 
@@ -368,11 +369,14 @@ def _query_databases():
         except OSError:
             return False
 
-    tmp = Path(tempfile.mkdtemp(prefix="rdmt-bench-db-"))
-    yield "SQLite", sqlite_url(tmp / "rdmt.db"), lambda: None
+    if only in (None, "SQLite"):
+        tmp = Path(tempfile.mkdtemp(prefix="rdmt-bench-db-"))
+        yield "SQLite", sqlite_url(tmp / "rdmt.db"), lambda: shutil.rmtree(tmp)
     servers = [("PostgreSQL", 5432, "postgresql+psycopg://postgres@127.0.0.1:5432", "postgres", '"'),
                ("MariaDB", 3306, "mysql+pymysql://root@127.0.0.1:3306", "", "`")]
     for label, port, base, admin_db, quote in servers:
+        if only not in (None, label):
+            continue
         if not reachable(port):
             print(f"benchmark: {label} is not reachable on 127.0.0.1:{port}; skipped")
             continue
@@ -389,52 +393,67 @@ def _query_databases():
         yield label, f"{base}/{name}", drop
 
 
+def _loaded_database(url, sets, standards):
+    from rdmt_dagster.science.monitor import evaluate
+    from rdmt_dagster.storage.database import Database
+
+    database = Database(url)
+    database.upgrade()
+    database.write_standards(standards)
+    for ms in sets:
+        database.write_metrics(ms)
+        database.write_evaluations(evaluate(ms, standards), "1.0.0")
+    return database
+
+
 def bench_queries(repeat: int) -> list[str]:
     """The failed-evaluation query behind notifications, on each database backend.
 
     An 18-file dark delivery (random values, so many evaluations fail) is
     written, then ``Database.failed_evaluations`` of those files is timed. On
-    MariaDB the join driven the other way (metric_value first, the plan the
-    optimizer may pick from stale statistics) is timed once on two files.
+    MariaDB, a database holding two files also times the join driven the
+    other way (metric_value first: the plan the optimizer may pick from stale
+    statistics), once, since it is quadratic in the rows per file.
     """
     import sqlalchemy as sa
 
-    from rdmt_dagster.science.monitor import evaluate
     from rdmt_dagster.science.standards import Standards
-    from rdmt_dagster.storage.database import Database
 
     standards = Standards().for_monitor("dark")
     sets = _metric_sets(18)
     names = [ms.info.filename for ms in sets]
-    lines = ["| database | failed rows | failed_evaluations, median (s) | runs |", "|---|---|---|---|"]
+    lines = ["| database | files | failed rows | failed_evaluations, median (s) | runs |", "|---|---|---|---|---|"]
+    notes = []
     for label, url, drop in _query_databases():
-        database = Database(url)
-        database.upgrade()
-        database.write_standards(standards)
-        for ms in sets:
-            database.write_metrics(ms)
-            database.write_evaluations(evaluate(ms, standards), "1.0.0")
-        n = len(database.failed_evaluations(names))
-        med, _ = median_time(lambda: database.failed_evaluations(names), repeat)
-        lines.append(f"| {label} | {n} | {med:.3f} | {repeat} |")
-        if label == "MariaDB":
+        try:
+            database = _loaded_database(url, sets, standards)
+            n = len(database.failed_evaluations(names))
+            med, _ = median_time(lambda: database.failed_evaluations(names), repeat)
+            lines.append(f"| {label} | {len(names)} | {n} | {med:.3f} | {repeat} |")
+            database.dispose()
+        finally:
+            drop()
+    for _, url, drop in _query_databases(only="MariaDB"):
+        try:
+            database = _loaded_database(url, sets[:2], standards)
             two = ", ".join(f"'{x}'" for x in names[:2])
             reverse = (
                 "SELECT STRAIGHT_JOIN f.filename, e.metric, m.value FROM metric_value m "
                 "JOIN evaluation e ON m.file_id = e.file_id AND m.metric = e.metric AND m.region = e.region "
                 f"JOIN reference_file f ON f.id = e.file_id WHERE e.passed = 0 AND f.filename IN ({two})"
             )
+            fast, _ = median_time(lambda: database.failed_evaluations(names[:2]), repeat)
             with database.engine.connect() as conn:
                 t0 = time.perf_counter()
                 rows = len(conn.execute(sa.text(reverse)).all())
                 slow = time.perf_counter() - t0
-            fast, _ = median_time(lambda: database.failed_evaluations(names[:2]), repeat)
-            lines += ["", f"MariaDB, two files ({rows} failed rows): files -> evaluations -> metric values "
-                          f"{fast:.3f} s (median of {repeat}); metric values -> evaluations -> files {slow:.1f} s "
-                          f"(one run), {slow / fast:.0f}x."]
-        database.dispose()
-        drop()
-    return lines
+            database.dispose()
+            notes = ["", f"MariaDB, a database of two files ({rows} failed rows): files -> evaluations -> metric "
+                         f"values {fast:.3f} s (median of {repeat}); metric values -> evaluations -> files "
+                         f"{slow:.1f} s (one run): {slow / fast:.0f}x."]
+        finally:
+            drop()
+    return lines + notes
 
 
 def main() -> None:
