@@ -155,6 +155,29 @@ def test_kth_of_sorted_runs_matches_a_full_sort():
     np.testing.assert_array_equal(S.kth_of_sorted_runs(runs, n, ranks), merged[ranks])
 
 
+def test_kth_of_sorted_runs_per_group_matches_a_full_sort():
+    rng = np.random.default_rng(11)
+    for dtype in (np.float32, np.float64):
+        runs = np.sort(rng.lognormal(-3, 2, (12, 500)).astype(dtype), axis=1)
+        runs[0] *= -1
+        runs[0] = np.sort(runs[0])
+        n = rng.integers(1, 501, 12)
+        n[5] = 0
+        for i in range(12):
+            runs[i, n[i]:] = np.nan
+        groups = np.array([0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3])
+        ranks = []
+        merged = []
+        for g in range(4):
+            values = np.sort(np.concatenate([runs[i, : n[i]] for i in np.flatnonzero(groups == g)]))
+            merged.append(values)
+            ranks.append([0, values.size // 3, values.size - 1])
+        got = S.kth_of_sorted_runs(runs, n, np.array(ranks), groups)
+        assert got.dtype == dtype
+        expected = np.array([merged[g][ranks[g]] for g in range(4)])
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_percentiles_must_be_requested_together():
     r = S.RegionReducer(np.ones((4096, 4096), dtype=np.float32))
     r.percentiles([50, 99])
