@@ -267,9 +267,10 @@ def _rank_bounds(runs, n_valid, ranks, groups):
 def kth_of_sorted_runs(runs: np.ndarray, n_valid: np.ndarray, ranks: np.ndarray, groups=None) -> np.ndarray:
     """Return the order statistics ``ranks`` (0-based) of the union of sorted runs, per group of runs.
 
-    Bisection over the sortable integer image of the float values (32 rounds
-    for float32, 64 for float64); each round counts, in every run at once,
-    the values not above the candidate. Selecting the amp and detector
+    Bisection over the sortable integer image of the float values (at most
+    32 rounds for float32, 64 for float64, fewer from the bracket of
+    `_rank_bounds`); each round counts, in every run at once, the values not
+    above the candidate. Selecting the amp and detector
     statistics from the 1024 sorted super-pixel blocks this way takes tens
     of milliseconds, where sorting the amp columns or the detector again
     takes 0.1-0.6 s and ``np.partition`` ~0.3 s, depending on the CPU.
