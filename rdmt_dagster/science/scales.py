@@ -225,7 +225,6 @@ def _counts_not_above(runs: np.ndarray, lo: np.ndarray, hi: np.ndarray, values: 
     rather than one ``searchsorted`` call per run.
     """
     rows = np.arange(runs.shape[0])[:, None]
-    lo, hi = lo.copy(), hi.copy()
     last = runs.shape[1] - 1
     while True:
         active = lo < hi

@@ -230,36 +230,31 @@ class Database:
     def history(self) -> "DatabaseHistory":
         return DatabaseHistory(self)
 
-    def earlier_files(self, info: FileInfo, n: int) -> list[tuple[str, str]]:
-        """(filename, path) of up to ``n`` measured files preceding ``info``, newest first."""
+    def earlier_files(self, info: FileInfo, n: int) -> list[FileInfo]:
+        """Up to ``n`` measured files of the type and detector of ``info`` preceding it, newest first."""
         if n <= 0 or info.useafter is None:
             return []
         f = t.reference_file
         earlier = (f.c.useafter < info.useafter) | ((f.c.useafter == info.useafter) & (f.c.filename < info.filename))
         query = (
-            sa.select(f.c.filename, f.c.path)
+            sa.select(f.c.filename, f.c.path, f.c.useafter)
             .where((f.c.monitor == info.monitor) & (f.c.detector == info.detector) & (f.c.status == "ok")
                    & (f.c.filename != info.filename) & earlier)
             .order_by(f.c.useafter.desc(), f.c.filename.desc())
             .limit(n)
         )
         with self.engine.connect() as conn:
-            return [(r.filename, r.path) for r in conn.execute(query)]
-
-    def previous_path(self, info: FileInfo) -> str | None:
-        """Path of the previous measured file of the same type and detector, if any."""
-        rows = self.earlier_files(info, 1)
-        return rows[0][1] if rows else None
+            return [FileInfo(r.filename, r.path, info.monitor, info.detector, r.useafter) for r in conn.execute(query)]
 
     def previous_info(self, info: FileInfo) -> FileInfo | None:
         """The previous measured file of the same type and detector, if any."""
         rows = self.earlier_files(info, 1)
-        if not rows:
-            return None
-        f = t.reference_file
-        with self.engine.connect() as conn:
-            useafter = conn.execute(sa.select(f.c.useafter).where(f.c.filename == rows[0][0])).scalar()
-        return FileInfo(rows[0][0], rows[0][1], info.monitor, info.detector, useafter)
+        return rows[0] if rows else None
+
+    def previous_path(self, info: FileInfo) -> str | None:
+        """Path of the previous measured file of the same type and detector, if any."""
+        previous = self.previous_info(info)
+        return previous.path if previous else None
 
     def _transaction(self, work, attempts: int = 6):
         """Run ``work(connection)`` in a transaction, again when the server aborted it as a deadlock.
@@ -346,7 +341,7 @@ class DatabaseHistory:
 
     def before(self, info: FileInfo, n: int) -> list[PriorMetrics]:
         out = []
-        for name, _ in reversed(self.database.earlier_files(info, n)):
-            ms = self.database.load_metric_set(name)
-            out.append(PriorMetrics(name, ms.info.useafter, ms.values()))
+        for earlier in reversed(self.database.earlier_files(info, n)):
+            ms = self.database.load_metric_set(earlier.filename)
+            out.append(PriorMetrics(earlier.filename, ms.info.useafter, ms.values()))
         return out
