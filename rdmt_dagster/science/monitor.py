@@ -26,13 +26,16 @@ from .standards import MonitorStandards
 _REGISTRY: dict[str, "Monitor"] = {}
 
 
-class ReferenceFileError(Exception):
-    """A file that cannot be monitored; the message names the file and the problem."""
+class MonitoringError(Exception):
+    """A file (or one monitor on it) that cannot be monitored; the message names the file and the problem."""
 
     def __init__(self, path, problem: str):
         self.path = str(path) if path else ""
         self.problem = problem
         super().__init__(f"{Path(self.path).name}: {problem}" if self.path else problem)
+
+
+ReferenceFileError = MonitoringError  # the name used before the L2 arm
 
 
 class Monitor:
@@ -52,6 +55,10 @@ class Monitor:
     model: ClassVar[str] = ""
     version: ClassVar[str] = "0"
     compares_previous_file: ClassVar[bool] = False
+    #: spatial scales the monitor reports (names from `rdmt_dagster.science.scales`)
+    scales: ClassVar[tuple[str, ...]] = ("detector", "amp", "superpixel")
+    #: True for monitors that need the astrometric reference catalog
+    needs_catalog: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -1,0 +1,74 @@
+"""The L2 image as the L2 monitors see it.
+
+An L2 slope image (``ImageModel``, ``*_cal.asdf``) covers the 4088x4088
+science area of one detector; its pixel (row, col) sits at (row + 4, col + 4)
+of the 4096x4096 detector frame, so amp *k* (frame columns 128(k-1) ..
+128k-1) holds image columns 128(k-1)-4 .. 128k-5 (amps 1 and 32 are 124
+columns wide here).
+
+Several monitors run on one file; `L2Image.shared` lets them share work
+(the star measurements of the astrometry and PSF monitors) without knowing
+about each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..science.scales import BORDER, SCIENCE_SIZE
+
+
+@dataclass
+class L2Image:
+    """Arrays, metadata and WCS of one L2 image, plus the reference catalog if one was given.
+
+    Attributes
+    ----------
+    data : ndarray
+        ``float32`` slope image (DN/s or MJy/sr), 4088x4088 for a full detector.
+    dq : ndarray
+        ``uint32`` DQ flags (`roman_datamodels.dqflags.pixel`), same shape.
+    path : str
+        Where the file was read from (for error messages).
+    meta : object or None
+        ``model.meta`` of the file.
+    wcs : gwcs.WCS or None
+        ``meta.wcs``: pixel (x = column, y = row, zero-based) -> (RA, Dec) in degrees.
+    catalog : StarCatalog or None
+        The astrometric reference catalog, when the caller supplied one.
+    """
+
+    data: np.ndarray
+    dq: np.ndarray
+    path: str = ""
+    meta: Any = None
+    wcs: Any = None
+    catalog: Any = None
+    _shared: dict = field(default_factory=dict, repr=False)
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Return ``compute()``, computed once per image and key (errors are re-raised each time)."""
+        if key not in self._shared:
+            try:
+                self._shared[key] = (True, compute())
+            except Exception as exc:  # a monitor that shares the product must see the same error
+                self._shared[key] = (False, exc)
+        ok, value = self._shared[key]
+        if not ok:
+            raise value
+        return value
+
+    @property
+    def frame_offset(self) -> int:
+        """Offset of image pixel (0, 0) in the 4096x4096 detector frame (4 for a full 4088x4088 image)."""
+        return BORDER if self.data.shape == (SCIENCE_SIZE, SCIENCE_SIZE) else 0
+
+    def exposure_start(self):
+        """``meta.exposure.start_time`` as an astropy `Time`, or None."""
+        try:
+            return self.meta.exposure.start_time
+        except AttributeError:
+            return None
