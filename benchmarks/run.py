@@ -341,7 +341,7 @@ def bench_arrival(types: list[str]) -> list[str]:
 
 def _metric_sets(n_files: int):
     """``n_files`` dark-shaped metric sets (8 metrics x 1057 values) of one delivery."""
-    from rdmt_dagster.science.metrics import FileInfo, Metric, MetricSet
+    from rdmt_dagster.science.metrics import Metric, MetricSet, ReferenceFileInfo
     from rdmt_dagster.science.scales import ScaleValues
 
     names = ["dark_current_mean"] + [f"dark_current_percentile_{q}" for q in (50, 90, 95, 99)]
@@ -349,7 +349,7 @@ def _metric_sets(n_files: int):
     rng = np.random.default_rng(0)
     sets = []
     for k in range(n_files):
-        info = FileInfo(f"roman_wfi_dark_{k:04d}.asdf", f"/data/{k}.asdf", "dark", f"WFI{k % 18 + 1:02d}",
+        info = ReferenceFileInfo(f"roman_wfi_dark_{k:04d}.asdf", f"/data/{k}.asdf", "dark", f"WFI{k % 18 + 1:02d}",
                         datetime(2027, 1, 1), "DARK")
         metrics = [Metric(m, "DN / s", ScaleValues(rng.random(1), rng.random(32), rng.random(1024))) for m in names]
         sets.append(MetricSet(info, "1.0.0", metrics))

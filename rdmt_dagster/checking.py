@@ -1,4 +1,10 @@
-"""Stand-alone monitoring of files, without Dagster or a database (``rdmt check``)."""
+"""Stand-alone monitoring of files, without Dagster or a database (``rdmt check``).
+
+Reference files and L2 images alike: each file is read once and every
+monitor of its data model runs on it (``--monitors`` chooses); files of one
+series (reference type and detector; L2 monitor, detector and optical
+element) are compared in time order (USEAFTER; exposure start).
+"""
 
 from __future__ import annotations
 
@@ -7,44 +13,67 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .science.history import MemoryHistory
+from .science.measure import MeasureRequest, identities, measure_file, open_model, parameters_of, previous_among
 from .science.metrics import FileInfo, MetricSet
-from .science.monitor import (
-    EvaluationSet, ReferenceFileError, describe, evaluate, measure, open_model, previous_among,
-)
+from .science.monitor import EvaluationSet, MonitoringError, evaluate
 from .science.scales import region_ids
 from .science.standards import Standards
+
+EVALUATOR_ORDER = ("mission", "soc", "change", "trend")
 
 
 @dataclass
 class CheckedFile:
+    """One file measured by one monitor, with its evaluations (None when it could not be measured)."""
+
     metric_set: MetricSet
     evaluation_set: EvaluationSet | None
 
 
-def _identities(paths) -> list[FileInfo]:
-    """Type, detector and USEAFTER of each readable file (arrays are not loaded)."""
+def _identities(paths, monitors) -> list[FileInfo]:
+    """Identities of the readable files for each of their monitors (arrays are not loaded)."""
     out = []
     for path in paths:
         try:
             with open_model(path) as model:
-                out.append(describe(model, path)[1])
-        except ReferenceFileError:
+                out.extend(identities(model, path, monitors))
+        except MonitoringError:
             continue
     return out
 
 
-def check_files(paths, standards: Standards, workers: int = 2) -> list[CheckedFile]:
-    """Measure and evaluate ``paths``; files of one type and detector are compared in USEAFTER order."""
-    paths = [str(p) for p in paths]
-    previous = None
-    if len(paths) > 1:
-        among = previous_among(_identities(paths))
+def check_files(paths, standards: Standards, workers: int = 2, *, monitors=None,
+                catalog: str | None = None) -> list[CheckedFile]:
+    """Measure and evaluate ``paths``: one `CheckedFile` per file and monitor.
 
-        def previous(info: FileInfo) -> str | None:
+    Parameters
+    ----------
+    paths : list of path-like
+    standards : Standards
+    workers : int
+        Files measured at once (threads).
+    monitors : iterable of str, optional
+        Run only these monitors.
+    catalog : str, optional
+        Astrometric reference catalog (ECSV or Parquet) for the L2 monitors that need one.
+    """
+    paths = [str(p) for p in paths]
+    selected = tuple(monitors) if monitors else None
+    parameters = parameters_of(standards)
+    previous_path: dict[str, str] = {}
+    if len(paths) > 1:
+        infos = _identities(paths, selected)
+        among = previous_among(infos)
+        for info in infos:
             found = among(info)
-            return found.path if found else None
+            if found is not None:
+                previous_path[info.path] = found.path
+
+    def run(path: str) -> list[MetricSet]:
+        return measure_file(MeasureRequest(path, parameters, selected, previous_path.get(path), catalog))
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        metric_sets = list(pool.map(lambda p: measure(p, standards.for_monitor, previous), paths))
+        metric_sets = [ms for sets in pool.map(run, paths) for ms in sets]
     history = MemoryHistory(metric_sets)
     evaluated = {}
     for ms in sorted((m for m in metric_sets if m.ok), key=lambda m: m.info.order_key):
@@ -56,16 +85,33 @@ def _finite(value):
     return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
 
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+def identity_document(info: FileInfo) -> dict:
+    """The identity fields of ``rdmt check --json`` (both arms' fields; None where they do not apply)."""
+    return {
+        "arm": info.arm or None,
+        "detector": info.detector or None,
+        "useafter": _iso(getattr(info, "useafter", None)),
+        "optical_element": getattr(info, "optical_element", "") or None,
+        "exposure_start": _iso(getattr(info, "exposure_start", None)),
+        "program": getattr(info, "program", "") or None,
+        "visit": getattr(info, "visit", "") or None,
+        "exposure": getattr(info, "exposure", "") or None,
+    }
+
+
 def file_document(checked: CheckedFile) -> dict:
-    """The JSON document of one file (see ``rdmt check --json``)."""
+    """The JSON document of one file and monitor (see ``rdmt check --json``)."""
     ms, es = checked.metric_set, checked.evaluation_set
     doc = {
         "file": ms.info.path or ms.info.filename,
         "monitor": ms.info.monitor or None,
         "status": "ok" if ms.ok else "error",
         "error": ms.error,
-        "detector": ms.info.detector or None,
-        "useafter": ms.info.useafter.isoformat() if ms.info.useafter else None,
+        **identity_document(ms.info),
         "monitor_version": ms.monitor_version or None,
         "standards_hash": es.standards_hash if es else None,
         "n_failed": es.n_failed if es else None,
@@ -81,7 +127,7 @@ def file_document(checked: CheckedFile) -> dict:
         doc["metrics"].append(row)
     for ev in es.evaluations if es else []:
         full = f"{ev.scale}_{ev.metric}"
-        for i, region in enumerate(region_ids(ev.scale).tolist()):
+        for i, region in enumerate(region_ids(ev.scale)[: len(ev.passed)].tolist()):
             entry = {"threshold": _finite(float(ev.threshold[i])), "passed": bool(ev.passed[i])}
             if ev.lower is not None:
                 entry["lower"] = _finite(float(ev.lower[i]))
@@ -95,16 +141,25 @@ def file_document(checked: CheckedFile) -> dict:
     return doc
 
 
+def _when(info: FileInfo) -> str:
+    if getattr(info, "useafter", None):
+        return f"  useafter={info.useafter:%Y-%m-%d %H:%M:%S}"
+    if getattr(info, "exposure_start", None):
+        return f"  exposure_start={info.exposure_start:%Y-%m-%dT%H:%M:%S}  optical_element={info.optical_element or '?'}"
+    return ""
+
+
 def format_table(checked: CheckedFile) -> str:
     """Readable summary: detector-level metrics with their standards, then failing regions."""
     ms, es = checked.metric_set, checked.evaluation_set
     head = f"{ms.info.filename}  monitor={ms.info.monitor or '?'}  detector={ms.info.detector or '?'}"
     if not ms.ok:
         return f"{head}\n  ERROR: {ms.error}\n"
-    evaluators = sorted({ev.evaluator for ev in es.evaluations}, key=lambda n: ["mission", "soc", "change", "trend"].index(n) if n in ("mission", "soc", "change", "trend") else 9)
+    evaluators = sorted({ev.evaluator for ev in es.evaluations},
+                        key=lambda n: EVALUATOR_ORDER.index(n) if n in EVALUATOR_ORDER else len(EVALUATOR_ORDER))
     det = {(ev.metric, ev.evaluator): ev for ev in es.evaluations if ev.scale == "detector"}
-    lines = [f"{head}  useafter={ms.info.useafter:%Y-%m-%d %H:%M:%S}" if ms.info.useafter else head]
-    header = f"  {'metric':<42}{'value':>14} {'unit':<7}" + "".join(f"{e:>18}" for e in evaluators)
+    lines = [head + _when(ms.info)]
+    header = f"  {'metric':<42}{'value':>14} {'unit':<9}" + "".join(f"{e:>18}" for e in evaluators)
     lines.append(header)
     for metric in ms.metrics:
         value = float(metric.values.detector[0])
@@ -112,7 +167,7 @@ def format_table(checked: CheckedFile) -> str:
         for name in evaluators:
             ev = det.get((metric.name, name))
             cells.append(f"{'':>18}" if ev is None else f"{('PASS' if ev.passed[0] else 'FAIL') + ' ' + format(float(ev.threshold[0]), '.4g'):>18}")
-        lines.append(f"  {metric.full_name('detector'):<42}{value:>14.6g} {metric.unit:<7}" + "".join(cells))
+        lines.append(f"  {metric.full_name('detector'):<42}{value:>14.6g} {metric.unit:<9}" + "".join(cells))
     failing = [ev for ev in es.failures if ev.scale != "detector"]
     if failing:
         lines.append("  failing amp / super-pixel evaluations:")

@@ -71,10 +71,10 @@ def prepare_environment(workdir: Path) -> Path:
 
 def synthetic_types() -> list[str]:
     """Monitored types that have a synthetic generator, dark first."""
-    from .science.monitor import registry
+    from .science.monitor import arm_monitors
 
     names = []
-    for name in registry():
+    for name in arm_monitors("reference"):
         try:
             importlib.import_module(f"{__package__}.synthetic.{name}")
         except ImportError:

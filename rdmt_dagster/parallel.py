@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 PRELOAD = [
     "rdmt_dagster.resources",
-    "rdmt_dagster.science.monitor",
+    "rdmt_dagster.science.measure",
     "rdmt_dagster.storage.files",
     "rdmt_dagster.reports",
     "rdmt_dagster._warm",

@@ -7,7 +7,8 @@ from astropy.time import Time
 from roman_datamodels import dqflags
 
 from rdmt_dagster.checking import check_files
-from rdmt_dagster.science.monitor import measure, registry
+from rdmt_dagster.science.measure import measure
+from rdmt_dagster.science.monitor import registry
 from rdmt_dagster.science.standards import Standards
 
 DEAD, HOT, WARM = (int(dqflags.pixel[f]) for f in ("DEAD", "HOT", "WARM"))

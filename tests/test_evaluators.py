@@ -7,7 +7,7 @@ import pytest
 
 from rdmt_dagster.science.evaluators import evaluate_absolute, evaluate_change, evaluate_trend
 from rdmt_dagster.science.history import MemoryHistory
-from rdmt_dagster.science.metrics import FileInfo, Metric, MetricSet, PriorMetrics
+from rdmt_dagster.science.metrics import Metric, MetricSet, PriorMetrics, ReferenceFileInfo
 from rdmt_dagster.science.monitor import evaluate, region_area_fractions
 from rdmt_dagster.science.scales import ScaleValues
 from rdmt_dagster.science.standards import Standards
@@ -62,7 +62,7 @@ def test_change_tolerance_boundary_and_allowances():
 
 
 def metric_set(name, useafter, value, detector="WFI01"):
-    info = FileInfo(name, name, "dark", detector, useafter, "DARK")
+    info = ReferenceFileInfo(name, name, "dark", detector, useafter, "DARK")
     m = Metric("dark_current_mean", "DN / s", ScaleValues(np.array([value]), np.full(32, value), np.full(1024, value)))
     return MetricSet(info, "1.0.0", [m])
 

@@ -26,7 +26,8 @@ from rdmt_dagster.notify import (
 )
 from rdmt_dagster.reports.formatting import fmt_value
 from rdmt_dagster.resources.notifications import NotificationsConfig, notifications_from_env
-from rdmt_dagster.science.monitor import evaluate, measure
+from rdmt_dagster.science.measure import measure
+from rdmt_dagster.science.monitor import evaluate
 from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.storage.database import Database, sqlite_url
 from rdmt_dagster.synthetic import DarkAnomaly, dark_filename, write_dark

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from rdmt_dagster.reports import report_folder_name, write_file_report, write_index, write_reports
-from rdmt_dagster.science.monitor import evaluate, measure
+from rdmt_dagster.science.measure import measure
+from rdmt_dagster.science.monitor import evaluate
 from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.storage.database import Database, sqlite_url
 from rdmt_dagster.synthetic import DarkAnomaly, dark_filename, write_dark

@@ -5,7 +5,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from rdmt_dagster.science.metrics import FileInfo, Metric, MetricSet
+from rdmt_dagster.science.metrics import Metric, MetricSet, ReferenceFileInfo
 from rdmt_dagster.science.monitor import evaluate
 from rdmt_dagster.science.scales import ScaleValues
 from rdmt_dagster.science.standards import Standards
@@ -18,7 +18,7 @@ def make_set(name, detector, useafter, level, nan_superpixel=None):
     sp = level * (1 + 0.01 * rng.standard_normal(1024))
     if nan_superpixel is not None:
         sp[nan_superpixel] = np.nan
-    info = FileInfo(name, f"/data/{name}", "dark", detector, useafter, "DARK")
+    info = ReferenceFileInfo(name, f"/data/{name}", "dark", detector, useafter, "DARK")
     metrics = [
         Metric("dark_current_mean", "DN / s", ScaleValues(np.array([level]), np.full(32, level), sp)),
         Metric("num_hot_pix", "pix", ScaleValues(np.array([33000.0]), np.full(32, 1030.0), np.full(1024, 32.0))),
@@ -87,7 +87,7 @@ def test_history_is_ordered_by_useafter_and_skips_errors(database):
     a = make_set("b.asdf", "WFI02", datetime(2027, 1, 1), 1.0)
     b = make_set("a.asdf", "WFI02", datetime(2027, 3, 1), 3.0)
     c = make_set("c.asdf", "WFI02", datetime(2027, 2, 1), 2.0)
-    bad = MetricSet(FileInfo("z.asdf", "/data/z.asdf", "dark", "WFI02", datetime(2027, 2, 15)), "1.0.0", error="z.asdf: broken")
+    bad = MetricSet(ReferenceFileInfo("z.asdf", "/data/z.asdf", "dark", "WFI02", datetime(2027, 2, 15)), "1.0.0", error="z.asdf: broken")
     for ms in (b, a, c, bad):
         database.write_metrics(ms)
     earlier = database.history().before(b.info, 10)

@@ -18,9 +18,10 @@ from functools import lru_cache
 import dagster as dg
 
 from ..parallel import process_map
-from ..resources import RDMTConfig, open_database
+from ..resources import RDMTConfig
 from ..science.metrics import FileInfo, MetricSet
-from ..science.monitor import evaluate, measure, previous_among, registry
+from ..science.measure import MeasureRequest, measure_file, parameters_of, previous_among
+from ..science.monitor import evaluate, registry
 from ..science.standards import Standards
 
 GROUP = "reference_files"
@@ -52,48 +53,33 @@ def _stored_if_current(database, key: str, path: str | None) -> MetricSet | None
     return stored
 
 
-@lru_cache(maxsize=4)
-def _standards(standards_file: str | None) -> Standards:
-    return Standards(standards_file)
+def _first(metric_sets: list[MetricSet]) -> MetricSet:
+    """A reference file has one monitor: its metric set."""
+    return metric_sets[0]
 
 
-def measure_task(task: tuple) -> MetricSet:
-    """Measure one file (runs in a worker process).
+def previous_files(results: dict[str, MetricSet], database) -> dict[str, str]:
+    """Files to measure again against the previous file of their series: key -> that file's path.
 
-    ``task`` is ``(key, path, standards_file, database_url, remeasure)``, and
-    optionally the path of the previous file to compare pixels with, which
-    then replaces the database's choice (and any stored metrics).
-    """
-    key, path, standards_file, database_url, remeasure, *given_previous = task
-    database = open_database(database_url)
-    if given_previous:
-        return measure(path, _standards(standards_file).for_monitor, lambda info: given_previous[0])
-    if not remeasure:
-        stored = _stored_if_current(database, key, path)
-        if stored is not None:
-            return stored
-    if path is None:
-        return MetricSet(FileInfo(key, "", ""), "", error=f"{key}: file not found (not registered, not in reference_dirs)")
-    return measure(path, _standards(standards_file).for_monitor, database.previous_path)
-
-
-def previous_in_batch(results: dict[str, MetricSet], database) -> dict[str, str]:
-    """Files whose pixel comparison must use a predecessor from the same batch: key -> its path.
-
-    Files are measured in parallel, so a file that compares its pixels with
-    the previous file (the mask) was compared with the newest earlier file in
-    the database, while an earlier file of the same detector may be in this
-    very batch.
+    Monitors that compare pixels with the previous file (the mask) are first
+    measured without it (files are measured in parallel, before their
+    identity is known); the previous file is then the newer of the newest
+    earlier file in the database and the predecessor in this very batch.
+    Stored metrics are kept unless a predecessor arrived in the batch.
     """
     among = previous_among([r.info for r in results.values() if r.ok])
     monitors = registry()
     redo = {}
     for key, result in results.items():
         monitor = monitors.get(result.info.monitor) if result.ok else None
-        in_batch = among(result.info) if monitor is not None and monitor.compares_previous_file else None
-        if in_batch is None:
+        if monitor is None or not monitor.compares_previous_file:
+            continue
+        in_batch = among(result.info)
+        if result.reused and in_batch is None:
             continue
         candidates = [p for p in (in_batch, database.previous_info(result.info)) if p is not None]
+        if not candidates:
+            continue
         chosen = max(candidates, key=lambda p: p.order_key)
         if result.reused or result.compared_with != chosen.filename:
             redo[key] = chosen.path
@@ -101,19 +87,34 @@ def previous_in_batch(results: dict[str, MetricSet], database) -> dict[str, str]
 
 
 def _measure_all(rdmt: RDMTConfig, keys: list[str], log) -> dict[str, MetricSet]:
+    """Measure the run's files in worker processes; reuse, previous files and storage are decided here."""
     paths = rdmt.locate(keys)
-    url = rdmt.resolved_database_url()
-    tasks = [(key, paths.get(key), rdmt.standards_file, url, rdmt.remeasure) for key in keys]
-    results = dict(zip(keys, process_map(measure_task, tasks, rdmt.workers)))
-    redo = previous_in_batch(results, rdmt.database())
+    database = rdmt.database()
+    parameters = parameters_of(_standards(rdmt.standards_file))
+    results: dict[str, MetricSet] = {}
+    todo = []
+    for key in keys:
+        path = paths.get(key)
+        if path is None:
+            results[key] = MetricSet(FileInfo(key, "", ""), "", error=f"{key}: file not found (not registered, not in reference_dirs)")
+            continue
+        stored = None if rdmt.remeasure else _stored_if_current(database, key, path)
+        if stored is not None:
+            results[key] = stored
+        else:
+            todo.append(key)
+    requests = [MeasureRequest(paths[key], parameters) for key in todo]
+    results.update(zip(todo, map(_first, process_map(measure_file, requests, rdmt.workers))))
+    redo = previous_files(results, database)
     if redo:
-        log.info(f"comparing {len(redo)} file(s) with their predecessor in this batch")
-        tasks = [(key, paths[key], rdmt.standards_file, url, True, previous) for key, previous in redo.items()]
-        results.update(zip(redo, process_map(measure_task, tasks, rdmt.workers)))
+        log.info(f"comparing {len(redo)} file(s) with the previous file of their detector")
+        requests = [MeasureRequest(paths[key], parameters, (results[key].info.monitor,), previous_path=previous)
+                    for key, previous in redo.items()]
+        results.update(zip(redo, map(_first, process_map(measure_file, requests, rdmt.workers))))
     for result in results.values():
         if result.error:
             log.error(result.error)
-    return results
+    return {key: results[key] for key in keys}
 
 
 @dg.asset(

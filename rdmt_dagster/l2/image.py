@@ -72,3 +72,27 @@ class L2Image:
             return self.meta.exposure.start_time
         except AttributeError:
             return None
+
+
+def image_from_model(model, path="", catalog=None) -> L2Image:
+    """The `L2Image` of an opened ``ImageModel`` (arrays are read here, once for all monitors).
+
+    Raises
+    ------
+    MonitoringError
+        When ``data`` or ``dq`` is missing or the two are not 2-D arrays of one shape.
+    """
+    from ..science.monitor import MonitoringError
+
+    try:
+        data = np.asarray(model.data)
+        dq = np.asarray(model.dq)
+    except AttributeError as exc:
+        raise MonitoringError(path, f"has no {exc.name or 'data/dq'} array") from None
+    if data.ndim != 2 or dq.shape != data.shape:
+        raise MonitoringError(path, f"'data' has shape {data.shape} and 'dq' {dq.shape}; expected two 2-D arrays of one shape")
+    if data.dtype != np.float32:
+        data = data.astype(np.float32)
+    meta = model.meta
+    wcs = getattr(meta, "wcs", None)
+    return L2Image(data=data, dq=dq, path=str(path), meta=meta, wcs=wcs, catalog=catalog)

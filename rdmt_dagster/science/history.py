@@ -1,4 +1,4 @@
-"""Where relative evaluators find earlier metrics of the same type and detector."""
+"""Where relative evaluators find earlier metrics of the same series (monitor, detector, ...)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .metrics import FileInfo, MetricSet, PriorMetrics
 
 
 class History(Protocol):
-    """Earlier files of the same monitor and detector, ordered by USEAFTER."""
+    """Earlier files of the same series (`FileInfo.series`), ordered by `FileInfo.when`."""
 
     def before(self, info: FileInfo, n: int) -> list[PriorMetrics]:
         """Up to ``n`` files preceding ``info``, oldest first."""
@@ -35,9 +35,7 @@ class MemoryHistory:
         same = [
             m
             for m in self._sets
-            if m.info.monitor == info.monitor
-            and m.info.detector == info.detector
-            and m.info.order_key < info.order_key
+            if m.info.series == info.series and m.info.order_key < info.order_key
         ]
         same.sort(key=lambda m: m.info.order_key)
-        return [PriorMetrics(m.info.filename, m.info.useafter, m.values()) for m in same[-n:]] if n > 0 else []
+        return [PriorMetrics(m.info.filename, m.info.when, m.values()) for m in same[-n:]] if n > 0 else []

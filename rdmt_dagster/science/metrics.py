@@ -1,8 +1,9 @@
-"""Metric records: what a monitor measures in one reference file."""
+"""Metric records: what a monitor measures in one file, and the identity of that file."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 from datetime import datetime
 
 import numpy as np
@@ -12,35 +13,101 @@ from .scales import ScaleValues, region_ids
 
 @dataclass(frozen=True)
 class FileInfo:
-    """Identity of one monitored file.
+    """Identity of one monitored file, common to both arms.
 
     Attributes
     ----------
     filename : str
-        Base name; the partition key in Dagster and the key in every table.
+        Base name; the key of the file in Dagster and in every table.
     path : str
         Where it was read from.
     monitor : str
-        Name of the monitor that measured it (``"dark"``, ...).
+        Name of the monitor that measured it (``"dark"``, ``"astrometry"``, ...).
     detector : str
         ``WFI01`` .. ``WFI18``.
-    useafter : datetime or None
-        ``meta.useafter`` (UTC, naive); orders files for relative evaluators.
-    reftype : str
-        ``meta.reftype`` (``DARK``, ...).
+
+    Each arm's subclass says what orders its files in time (`when`) and
+    which files form one history (`series`) for the relative evaluators.
     """
 
     filename: str
     path: str
     monitor: str
     detector: str = ""
-    useafter: datetime | None = None
-    reftype: str = ""
+
+    arm: ClassVar[str] = ""
+
+    @property
+    def when(self) -> datetime | None:
+        """The time that orders files of one series (None: unknown)."""
+        return None
+
+    @property
+    def series(self) -> tuple:
+        """Files whose metrics form one history: same monitor and detector."""
+        return (self.monitor, self.detector)
 
     @property
     def order_key(self) -> tuple:
-        """Ordering of files of one type and detector: USEAFTER, then name."""
-        return (self.useafter or datetime.min, self.filename)
+        """Ordering of files of one series: `when`, then name."""
+        return (self.when or datetime.min, self.filename)
+
+
+@dataclass(frozen=True)
+class ReferenceFileInfo(FileInfo):
+    """A calibration reference file: type, detector and USEAFTER.
+
+    Attributes
+    ----------
+    useafter : datetime or None
+        ``meta.useafter`` (UTC, naive); orders files for relative evaluators.
+    reftype : str
+        ``meta.reftype`` (``DARK``, ...).
+    """
+
+    useafter: datetime | None = None
+    reftype: str = ""
+
+    arm: ClassVar[str] = "reference"
+
+    @property
+    def when(self) -> datetime | None:
+        return self.useafter
+
+
+@dataclass(frozen=True)
+class L2FileInfo(FileInfo):
+    """A Level-2 image: detector, optical element, exposure start, program / visit / exposure.
+
+    "Previous" for an L2 metric is the previous exposure of the same monitor,
+    detector and optical element.
+
+    Attributes
+    ----------
+    optical_element : str
+        ``meta.instrument.optical_element`` (``F158``, ...).
+    exposure_start : datetime or None
+        ``meta.exposure.start_time`` (UTC, naive).
+    program, visit, exposure : str
+        From ``meta.observation`` or, failing that, the file name
+        (``r<program:5><execution plan:2><pass:3><segment:3><observation:3><visit:3>_<group..>_<exposure:4>_WFI01_cal.asdf``).
+    """
+
+    optical_element: str = ""
+    exposure_start: datetime | None = None
+    program: str = ""
+    visit: str = ""
+    exposure: str = ""
+
+    arm: ClassVar[str] = "l2"
+
+    @property
+    def when(self) -> datetime | None:
+        return self.exposure_start
+
+    @property
+    def series(self) -> tuple:
+        return (self.monitor, self.detector, self.optical_element)
 
 
 @dataclass(frozen=True)
@@ -106,8 +173,8 @@ class MetricSet:
 
 @dataclass(frozen=True)
 class PriorMetrics:
-    """Metric values of an earlier file of the same type and detector."""
+    """Metric values of an earlier file of the same series (monitor, detector, ...)."""
 
     filename: str
-    useafter: datetime | None
+    when: datetime | None
     values: dict[tuple[str, str], np.ndarray]

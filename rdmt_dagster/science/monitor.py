@@ -1,8 +1,12 @@
-"""Monitors: one per reference-file type; measure metrics, then evaluate them.
+"""Monitors and their evaluation: the core shared by the reference-file and L2 arms.
 
-A monitor is a subclass of `Monitor` in a module of ``rdmt_dagster.monitors``
-with a block of the same name in ``rdmt_dagster/standards/<name>.yaml``.
-Subclasses register themselves; nothing else needs editing.
+A monitor is a subclass of `Monitor` (or of `rdmt_dagster.l2.monitor.L2Monitor`)
+in a module of ``rdmt_dagster.monitors`` with a block of the same name in
+``rdmt_dagster/standards/<name>.yaml``. Subclasses register themselves;
+nothing else needs editing. Several monitors may read one data model (the L2
+``ImageModel`` has four); `monitors_for_model` returns all of them.
+
+Reading files and running monitors on them is `rdmt_dagster.science.measure`.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
@@ -39,7 +42,7 @@ ReferenceFileError = MonitoringError  # the name used before the L2 arm
 
 
 class Monitor:
-    """Base class of the reference-file monitors.
+    """Base class of the monitors.
 
     Class attributes
     ----------------
@@ -64,6 +67,20 @@ class Monitor:
         super().__init_subclass__(**kwargs)
         if cls.name:
             _REGISTRY[cls.name] = cls()
+
+    #: "reference" or "l2": which arm's files the monitor reads
+    arm: ClassVar[str] = "reference"
+
+    def identify(self, model, path) -> FileInfo:
+        """The identity of an opened file as this monitor's arm sees it (no arrays are read)."""
+        from .identity import reference_identity
+
+        return reference_identity(model, path, self.name)
+
+    @staticmethod
+    def prepare(model, path, catalog=None):
+        """What `metrics` receives for an opened file (reference monitors: the model itself)."""
+        return model
 
     def metrics(self, model, parameters: dict, previous=None) -> list[Metric]:
         """Compute the metrics of one opened data model.
@@ -117,103 +134,19 @@ def registry() -> dict[str, Monitor]:
     return dict(_REGISTRY)
 
 
-def monitor_for_model(model_class: str) -> Monitor | None:
-    for monitor in registry().values():
-        if monitor.model == model_class:
-            return monitor
-    return None
+def monitors_for_model(model_class: str) -> list[Monitor]:
+    """Every registered monitor that reads ``model_class`` (``"ImageModel"``, ``"DarkRefModel"``, ...)."""
+    return [monitor for monitor in registry().values() if monitor.model == model_class]
 
 
-def _useafter(model) -> datetime | None:
-    value = getattr(model.meta, "useafter", None)
-    if value is None:
-        return None
-    if hasattr(value, "to_datetime"):
-        return value.to_datetime()
-    return datetime.fromisoformat(str(value))
+def arm_monitors(arm: str) -> dict[str, Monitor]:
+    """Monitor name -> monitor, for the monitors of one arm (``"reference"`` or ``"l2"``)."""
+    return {name: monitor for name, monitor in registry().items() if monitor.arm == arm}
 
 
-def open_model(path):
-    """Open a Roman ASDF file with roman_datamodels (arrays load on access)."""
-    import roman_datamodels.datamodels as rdm
-
-    path = Path(path)
-    if not path.exists():
-        raise ReferenceFileError(path, "does not exist")
-    try:
-        return rdm.open(path)
-    except Exception as exc:  # asdf, yaml, schema and I/O errors all mean "unreadable"
-        raise ReferenceFileError(path, f"cannot be read as a Roman ASDF data model ({type(exc).__name__}: {exc})") from exc
-
-
-def describe(model, path) -> tuple[Monitor, FileInfo]:
-    """The monitor for an opened model and the file's identity."""
-    path = Path(path)
-    model_class = type(model).__name__
-    monitor = monitor_for_model(model_class)
-    if monitor is None:
-        known = ", ".join(sorted(m.model for m in registry().values()))
-        raise ReferenceFileError(path, f"data model {model_class} is not a monitored reference type (monitored: {known})")
-    meta = model.meta
-    info = FileInfo(
-        filename=path.name,
-        path=str(path),
-        monitor=monitor.name,
-        detector=str(getattr(getattr(meta, "instrument", None), "detector", "") or ""),
-        useafter=_useafter(model),
-        reftype=str(getattr(meta, "reftype", "") or ""),
-    )
-    return monitor, info
-
-
-def measure(path, standards_for, previous_file=None) -> MetricSet:
-    """Read one reference file and compute its monitor's metrics.
-
-    Parameters
-    ----------
-    path : path-like
-    standards_for : callable
-        Monitor name -> `MonitorStandards` (its ``parameters`` drive the metrics).
-    previous_file : callable, optional
-        `FileInfo` -> path of the previous file of the same type and detector
-        (or None); consulted only for monitors that compare pixels with it.
-
-    Returns
-    -------
-    MetricSet
-        With ``error`` set (and no metrics) when the file cannot be monitored.
-    """
-    path = Path(path)
-    info = FileInfo(filename=path.name, path=str(path), monitor="")
-    version = ""
-    try:
-        with open_model(path) as model:
-            monitor, info = describe(model, path)
-            version = monitor.version
-            parameters = standards_for(monitor.name).parameters
-            previous_path = previous_file(info) if (monitor.compares_previous_file and previous_file) else None
-            if previous_path:
-                with open_model(previous_path) as previous:
-                    metrics = monitor.metrics(model, parameters, previous)
-            else:
-                metrics = monitor.metrics(model, parameters)
-        return MetricSet(info, version, metrics, compared_with=Path(previous_path).name if previous_path else None)
-    except ReferenceFileError as exc:
-        message = str(exc) if exc.path else f"{path.name}: {exc.problem}"
-        return MetricSet(info, version, error=message)
-    except Exception as exc:  # corrupt blocks surface only when an array is read
-        return MetricSet(info, version, error=f"{path.name}: cannot be monitored ({type(exc).__name__}: {exc})")
-
-
-def previous_among(infos: list[FileInfo]):
-    """A function `FileInfo` -> the preceding file (by USEAFTER, then name) of the same type and detector in ``infos``."""
-
-    def previous(info: FileInfo) -> FileInfo | None:
-        earlier = [i for i in infos if i.monitor == info.monitor and i.detector == info.detector
-                   and i.order_key < info.order_key]
-        return max(earlier, key=lambda i: i.order_key) if earlier else None
-
-    return previous
+def monitored_models() -> list[str]:
+    """The data model classes some monitor reads."""
+    return sorted({monitor.model for monitor in registry().values()})
 
 
 @lru_cache(maxsize=1)

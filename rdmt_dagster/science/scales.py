@@ -22,7 +22,6 @@ Percentiles use numpy's default ("linear") definition, so they equal
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
@@ -35,42 +34,71 @@ N_AMPS = FRAME_SIZE // AMP_WIDTH
 SUPERPIXEL_SIZE = 128
 N_SP_SIDE = FRAME_SIZE // SUPERPIXEL_SIZE
 N_SUPERPIXELS = N_SP_SIDE * N_SP_SIDE
-SCALES = ("detector", "amp", "superpixel")
+
+
+#: Region numbers of each spatial scale, in report order. A scale is data:
+#: `register_scale` adds one (a monitor declares the scales it reports).
+SCALE_REGIONS: dict[str, np.ndarray] = {
+    "detector": np.zeros(1, dtype=np.int64),
+    "amp": np.arange(1, N_AMPS + 1, dtype=np.int64),
+    "superpixel": np.arange(N_SUPERPIXELS, dtype=np.int64),
+}
+SCALES = tuple(SCALE_REGIONS)
+
+
+def register_scale(name: str, regions) -> None:
+    """Declare a spatial scale and its region numbers."""
+    SCALE_REGIONS[name] = np.asarray(regions, dtype=np.int64)
 
 
 def region_ids(scale: str) -> np.ndarray:
-    """Return the region numbers used at ``scale`` (0; 1..32; 0..1023)."""
-    if scale == "detector":
-        return np.zeros(1, dtype=np.int64)
-    if scale == "amp":
-        return np.arange(1, N_AMPS + 1, dtype=np.int64)
-    if scale == "superpixel":
-        return np.arange(N_SUPERPIXELS, dtype=np.int64)
-    raise ValueError(f"unknown scale {scale!r}; expected one of {SCALES}")
+    """Return the region numbers used at ``scale`` (0; 1..32; 0..1023; ...)."""
+    try:
+        return SCALE_REGIONS[scale]
+    except KeyError:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {tuple(SCALE_REGIONS)}") from None
 
 
-@dataclass(frozen=True)
 class ScaleValues:
-    """One metric at the three scales: arrays of 1, 32 and 1024 values.
+    """One metric's values per spatial scale: ``{scale: array of one value per region}``.
 
-    ``amp`` or ``superpixel`` may be None for a metric that has no meaning at
-    that scale (e.g. per-channel reference-pixel coefficients).
+    Constructed as ``ScaleValues(detector=..., amp=..., superpixel=...)`` (or
+    any registered scale as a keyword); a scale left out (or None) has no
+    value, e.g. per-channel coefficients have no super-pixel value and L2
+    monitors report the detector and the amps only. ``values.amp`` and
+    ``values["amp"]`` are the same array (None when absent).
     """
 
-    detector: np.ndarray
-    amp: np.ndarray | None = None
-    superpixel: np.ndarray | None = None
+    __slots__ = ("_values",)
+
+    def __init__(self, detector=None, amp=None, superpixel=None, **scales):
+        given = {"detector": detector, "amp": amp, "superpixel": superpixel, **scales}
+        unknown = set(given) - set(SCALE_REGIONS)
+        if unknown:
+            raise ValueError(f"unknown scale(s) {sorted(unknown)}; expected some of {tuple(SCALE_REGIONS)}")
+        object.__setattr__(self, "_values", {k: v for k, v in given.items() if v is not None})
 
     def __getitem__(self, scale: str) -> np.ndarray | None:
-        return getattr(self, scale)
+        return self._values.get(scale)
+
+    def __getattr__(self, scale: str):
+        if scale.startswith("_") or scale not in SCALE_REGIONS:
+            raise AttributeError(scale)
+        return self._values.get(scale)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ScaleValues is immutable")
+
+    def __repr__(self) -> str:
+        return "ScaleValues(" + ", ".join(f"{k}=<{np.size(v)} values>" for k, v in self.items()) + ")"
 
     @property
     def scales(self) -> tuple[str, ...]:
-        """The scales at which this metric has values."""
-        return tuple(s for s in SCALES if getattr(self, s) is not None)
+        """The scales at which this metric has values, in report order."""
+        return tuple(s for s in SCALE_REGIONS if s in self._values)
 
     def items(self):
-        return ((s, getattr(self, s)) for s in self.scales)
+        return ((s, self._values[s]) for s in self.scales)
 
     @classmethod
     def from_superpixel_sums(cls, sums: np.ndarray) -> "ScaleValues":
@@ -83,7 +111,7 @@ class ScaleValues:
         )
 
     def map(self, func) -> "ScaleValues":
-        return ScaleValues(*(None if getattr(self, s) is None else func(getattr(self, s)) for s in SCALES))
+        return ScaleValues(**{s: func(v) for s, v in self.items()})
 
 
 def detector_frame(array: np.ndarray, fill=np.nan) -> np.ndarray:

@@ -85,9 +85,9 @@ def model_reftype(model_class: str) -> str:
 
 
 def monitored_reftypes() -> set[str]:
-    from ..science.monitor import registry
+    from ..science.monitor import arm_monitors
 
-    return {model_reftype(monitor.model) for monitor in registry().values() if monitor.model}
+    return {model_reftype(monitor.model) for monitor in arm_monitors("reference").values() if monitor.model}
 
 
 # -- cursor -------------------------------------------------------------------

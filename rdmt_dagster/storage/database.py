@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from ..science.metrics import FileInfo, Metric, MetricSet, PriorMetrics
+from ..science.metrics import FileInfo, Metric, MetricSet, PriorMetrics, ReferenceFileInfo
 from ..science.monitor import EvaluationSet
-from ..science.scales import SCALES, ScaleValues, region_ids
+from ..science.scales import ScaleValues, region_ids
 from ..science.standards import MonitorStandards
 from . import tables as t
 from .files import evaluation_columns
@@ -123,8 +123,8 @@ class Database:
             sa.select(t.reference_file.c.id).where(t.reference_file.c.filename == info.filename)
         ).scalar()
         fields = dict(
-            path=info.path, monitor=info.monitor, reftype=info.reftype, detector=info.detector,
-            useafter=info.useafter, **values,
+            path=info.path, monitor=info.monitor, reftype=getattr(info, "reftype", ""), detector=info.detector,
+            useafter=getattr(info, "useafter", None), **values,
         )
         if existing is None:
             return conn.execute(
@@ -168,7 +168,7 @@ class Database:
             f = conn.execute(sa.select(t.reference_file).where(t.reference_file.c.filename == filename)).first()
             if f is None:
                 raise KeyError(f"{filename} is not in the database")
-            info = FileInfo(f.filename, f.path, f.monitor, f.detector, f.useafter, f.reftype)
+            info = ReferenceFileInfo(f.filename, f.path, f.monitor, f.detector, f.useafter, f.reftype)
             if f.status != "ok":
                 return MetricSet(info, f.monitor_version, error=f.error or f"{filename}: not measured ({f.status})")
             rows = conn.execute(
@@ -232,7 +232,7 @@ class Database:
 
     def earlier_files(self, info: FileInfo, n: int) -> list[FileInfo]:
         """Up to ``n`` measured files of the type and detector of ``info`` preceding it, newest first."""
-        if n <= 0 or info.useafter is None:
+        if n <= 0 or getattr(info, "useafter", None) is None:
             return []
         f = t.reference_file
         earlier = (f.c.useafter < info.useafter) | ((f.c.useafter == info.useafter) & (f.c.filename < info.filename))
@@ -244,7 +244,7 @@ class Database:
             .limit(n)
         )
         with self.engine.connect() as conn:
-            return [FileInfo(r.filename, r.path, info.monitor, info.detector, r.useafter) for r in conn.execute(query)]
+            return [ReferenceFileInfo(r.filename, r.path, info.monitor, info.detector, r.useafter) for r in conn.execute(query)]
 
     def previous_info(self, info: FileInfo) -> FileInfo | None:
         """The previous measured file of the same type and detector, if any."""
@@ -324,12 +324,9 @@ def _metrics_from_rows(rows) -> list[Metric]:
         units[base] = unit
     out = []
     for base, by_scale in grouped.items():
-        arrays = []
-        for scale in SCALES:
-            values = by_scale.get(scale)
-            arrays.append(None if values is None else np.array(
-                [values.get(i, np.nan) for i in region_ids(scale).tolist()], dtype=np.float64))
-        out.append(Metric(base, units[base], ScaleValues(*arrays)))
+        arrays = {scale: np.array([values.get(i, np.nan) for i in region_ids(scale).tolist()], dtype=np.float64)
+                  for scale, values in by_scale.items()}
+        out.append(Metric(base, units[base], ScaleValues(**arrays)))
     return out
 
 
@@ -343,5 +340,5 @@ class DatabaseHistory:
         out = []
         for earlier in reversed(self.database.earlier_files(info, n)):
             ms = self.database.load_metric_set(earlier.filename)
-            out.append(PriorMetrics(earlier.filename, ms.info.useafter, ms.values()))
+            out.append(PriorMetrics(earlier.filename, ms.info.when, ms.values()))
         return out
