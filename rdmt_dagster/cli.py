@@ -1,8 +1,9 @@
 """The ``rdmt`` command.
 
-``rdmt check FILE... [--config YAML] [--json]``
-    Monitor reference files on this computer, without Dagster. Exit status:
-    0 all evaluations passed, 1 some failed, 2 some file could not be monitored.
+``rdmt check FILE... [--config YAML] [--json] [--monitors a,b] [--catalog PATH]``
+    Monitor reference files and L2 images on this computer, without Dagster
+    or a database. Exit status: 0 all evaluations passed, 1 some failed,
+    2 some file (or monitor on a file) could not be monitored.
 ``rdmt submit FILE...``
     Hand files to the platform (what the RFP calls after CRDS accepts a
     delivery): registers them in the RDMT database (``RDMT_HOME`` /
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -28,7 +30,17 @@ def _check(args) -> int:
     except (OSError, ValueError) as exc:
         print(f"rdmt check: {exc}", file=sys.stderr)
         return 2
-    checked = check_files(args.files, standards, workers=args.workers)
+    monitors = [m.strip() for m in args.monitors.split(",") if m.strip()] if args.monitors else None
+    if monitors:
+        from .science.monitor import registry
+
+        unknown = sorted(set(monitors) - set(registry()))
+        if unknown:
+            print(f"rdmt check: unknown monitor(s) {', '.join(unknown)}; known: {', '.join(sorted(registry()))}",
+                  file=sys.stderr)
+            return 2
+    catalog = args.catalog or os.environ.get("RDMT_L2_CATALOG") or None
+    checked = check_files(args.files, standards, workers=args.workers, monitors=monitors, catalog=catalog)
     if args.json:
         json.dump({"standards": standards.source, "files": [file_document(c) for c in checked]}, sys.stdout)
         sys.stdout.write("\n")
@@ -61,11 +73,18 @@ def _demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rdmt", description="Roman Data Monitoring Tool (RDMT-local on Dagster)")
+    parser = argparse.ArgumentParser(
+        prog="rdmt", description="Roman Data Monitoring Tool: WFI reference-file and L2 image monitoring on Dagster")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    check = sub.add_parser("check", help="monitor reference files without the platform")
+    check = sub.add_parser(
+        "check", help="monitor reference files and L2 images on this computer, without the platform",
+        description="Run every monitor of each file's data model and its evaluators. Exit status: 0 all "
+                    "evaluations passed, 1 some failed, 2 some file or monitor could not run.")
     check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--monitors", help="comma-separated monitors to run (default: every monitor of each file)")
+    check.add_argument("--catalog", help="astrometric reference catalog (ECSV or Parquet with ra, dec) for the "
+                                         "astrometry and psf monitors (default: $RDMT_L2_CATALOG)")
     check.add_argument("--config", help="YAML file overriding the default standards")
     check.add_argument("--json", action="store_true", help="print one JSON document")
     check.add_argument("--workers", type=int, default=2, help="files read in parallel (default 2)")

@@ -79,7 +79,7 @@ def evaluate_change(name, metric, scale, values, params, previous: PriorMetrics 
     threshold = _broadcast(tolerance, values.size)
     prior = None if previous is None else previous.values.get((metric, scale))
     if prior is None or np.shape(prior) != values.shape:
-        note = "no previous reference file" if previous is None else f"{previous.filename} lacks this metric"
+        note = "no previous file" if previous is None else f"{previous.filename} lacks this metric"
         return Evaluation(
             name, metric, scale, threshold, np.ones(values.size, bool), reference=np.full(values.size, np.nan), note=note
         )
