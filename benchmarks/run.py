@@ -1,6 +1,6 @@
 """RDMT benchmarks; results are appended to BENCHMARKS.md with the machine and the date.
 
-    .venv/bin/python benchmarks/run.py [--only metrics|delivery|ticks|queries|arrival] [--repeat N]
+    .venv/bin/python benchmarks/run.py [--only metrics|delivery|ticks|queries|arrival|l2|romanisim] [--repeat N]
 
 * ``metrics``: every registered monitor's metrics for one synthetic 4096x4096
   detector, on one core (the file is read once, outside the timing), plus the
@@ -18,6 +18,7 @@
   sensors, Dagster daemon, run launcher): seconds from a delivery's arrival
   (new CRDS context or ``rdmt submit``) to every file's report and the
   notification, for a dark delivery and for a delivery of every type.
+* ``l2`` and ``romanisim``: the L2 monitors (``benchmarks/l2_bench.py``).
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def median_time(func, repeat: int) -> tuple[float, list[float]]:
 
 
 def synthetic_files() -> dict[str, Path]:
-    """One synthetic file per monitored type (written once into benchmarks/_data)."""
-    from rdmt_dagster.science.monitor import registry
+    """One synthetic file per monitored reference type (written once into benchmarks/_data)."""
+    from rdmt_dagster.science.monitor import arm_monitors
     from rdmt_dagster.synthetic import write_dark
 
     DATA.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,7 @@ def synthetic_files() -> dict[str, Path]:
     from rdmt_dagster.science.standards import Standards
 
     available = set(Standards().monitors())
-    for name in registry():
+    for name in arm_monitors("reference"):
         if name == "dark":
             continue
         try:
@@ -461,7 +462,7 @@ def bench_queries(repeat: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["metrics", "delivery", "ticks", "queries", "arrival"])
+    parser.add_argument("--only", choices=["metrics", "delivery", "ticks", "queries", "arrival", "l2", "romanisim"])
     parser.add_argument("--arrival-types", default="dark,all", help="comma-separated: a type list per demo, or 'all'")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--delivery-repeat", type=int, default=3)
@@ -483,6 +484,17 @@ def main() -> None:
         os.sched_setaffinity(0, set(range(os.cpu_count())))
         out += ["### Arrival to report and notification through CRDS, the sensors and the daemon (2 cores)", ""]
         out += bench_arrival(args.arrival_types.split(",")) + [""]
+    if args.only in (None, "l2"):
+        from l2_bench import bench_l2
+
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        out += ["### L2 monitors per 4088x4088 image (one core)", ""] + bench_l2(args.repeat) + [""]
+    if args.only in (None, "romanisim"):
+        from l2_bench import bench_romanisim
+
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        out += ["### Astrometry and PSF on romanisim images against their true catalogs (one core)", ""]
+        out += bench_romanisim() + [""]
     text = "\n".join(out) + "\n"
     print(text)
     header = "# Benchmarks\n\nProduced by `benchmarks/run.py`; newest first.\n\n"

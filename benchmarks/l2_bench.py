@@ -1,0 +1,138 @@
+"""Benchmarks of the L2 monitors (imported by ``benchmarks/run.py``).
+
+* ``l2``: every L2 monitor on a synthetic 4088x4088 image on one core (the
+  file read once, outside the timing), the read itself in a warm process,
+  ``rdmt check`` on one image with its catalog (wall time including start-up,
+  and its peak memory), for a bulge-like and a crowded field.
+* ``romanisim``: the astrometry and PSF monitors on romanisim images made by
+  ``benchmarks/romanisim_images.py`` against their true catalogs (and the
+  catalogs shifted by 0.1 and 0.5 arcsec), when those images are cached.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "_data"
+L2_ORDER = ("astrometry", "psf", "noise_1f", "pixel")
+
+SCENES = {
+    "bulge-like (4,000 stars, 16-24 mag)": dict(n_stars=4000),
+    "crowded (40,000 stars, 14-25 mag)": dict(n_stars=40000, mag_range=(14.0, 25.0)),
+}
+
+
+def _scene_file(label: str, changes: dict) -> Path:
+    from rdmt_dagster.synthetic.l2 import L2Scene, write_l2
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"bench_l2_{changes['n_stars']}_WFI01_cal.asdf"
+    if not path.exists():
+        write_l2(path, L2Scene(**changes))
+    return path
+
+
+def _median(values):
+    return statistics.median(values)
+
+
+def bench_l2(repeat: int) -> list[str]:
+    import roman_datamodels.datamodels as rdm
+
+    from rdmt_dagster.l2.catalog import load_catalog
+    from rdmt_dagster.l2.image import image_from_model
+    from rdmt_dagster.science.monitor import arm_monitors
+    from rdmt_dagster.science.standards import Standards
+    from rdmt_dagster.synthetic.l2 import catalog_path
+
+    standards = Standards()
+    monitors = arm_monitors("l2")
+    order = [m for m in L2_ORDER if m in monitors] + sorted(set(monitors) - set(L2_ORDER))
+    header = "| field | " + " | ".join(f"{m} (s)" for m in order) + " | all monitors (s) | read (s) | `rdmt check` wall (s) | peak RSS (MB) |"
+    lines = [header, "|" + "---|" * (len(order) + 5)]
+    for label, changes in SCENES.items():
+        path = _scene_file(label, changes)
+        catalog = load_catalog(catalog_path(path))
+        with rdm.open(path) as model:  # first open in the process: schemas load here, outside the timing
+            image = image_from_model(model, path, catalog)
+        reads = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            with rdm.open(path) as model:
+                image = image_from_model(model, path, catalog)
+            reads.append(time.perf_counter() - t0)
+        per_monitor = {m: [] for m in order}
+        totals = []
+        for _ in range(repeat):
+            image._shared.clear()
+            t_all = time.perf_counter()
+            for name in order:
+                t0 = time.perf_counter()
+                monitors[name].metrics(image, standards.for_monitor(name).parameters)
+                per_monitor[name].append(time.perf_counter() - t0)
+            totals.append(time.perf_counter() - t_all)
+        walls, rss = [], 0
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([str(ROOT / ".venv" / "bin" / "rdmt"), "check", "--json", "--catalog",
+                            str(catalog_path(path)), str(path)], check=False, capture_output=True)
+            walls.append(time.perf_counter() - t0)
+            rss = max(rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+        cells = " | ".join(f"{_median(per_monitor[m]):.3f}" for m in order)
+        lines.append(f"| {label} | {cells} | {_median(totals):.3f} | {_median(reads):.3f} | {_median(walls):.2f} | {rss:.0f} |")
+    lines += ["", f"Median of {repeat} (monitors, read) and of 3 (`rdmt check`). The psf monitor reuses the stars "
+                  "the astrometry monitor measured (same parameters), so its time is the statistics alone. "
+                  "Peak RSS is the largest of the `rdmt check` processes."]
+    return lines
+
+
+def _cache() -> Path:
+    base = os.environ.get("RDMT_CACHE") or str(Path.home() / ".cache" / "rdmt")
+    return Path(base) / "romanisim"
+
+
+def bench_romanisim() -> list[str]:
+    import roman_datamodels.datamodels as rdm
+
+    from rdmt_dagster.l2.catalog import load_catalog
+    from rdmt_dagster.l2.image import image_from_model
+    from rdmt_dagster.science.monitor import registry
+    from rdmt_dagster.science.standards import Standards
+
+    cache = _cache()
+    images = sorted(cache.glob("*.asdf"))
+    if not images:
+        return [f"No romanisim images in {cache}: run `.venv/bin/python benchmarks/romanisim_images.py` first."]
+    standards = Standards()
+    lines = ["| image | catalog | matched stars | in field | RMS offset (arcsec) | median RA (arcsec) | median Dec (arcsec) | PSF FWHM (arcsec) | astrometry + psf (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for path in images:
+        for name in ("truth", "truth_shift_0.1", "truth_shift_0.5"):
+            catalog_file = path.parent / f"{name}.parquet"
+            if not catalog_file.exists():
+                continue
+            catalog = load_catalog(catalog_file)
+            with rdm.open(path) as model:
+                image = image_from_model(model, path, catalog)
+            t0 = time.perf_counter()
+            try:
+                a = {m.name: float(m.values.detector[0]) for m in registry()["astrometry"].metrics(image, standards.for_monitor("astrometry").parameters)}
+                p = {m.name: float(m.values.detector[0]) for m in registry()["psf"].metrics(image, standards.for_monitor("psf").parameters)}
+            except Exception as exc:  # report, do not stop the benchmark
+                lines.append(f"| {path.name} | {name} | error: {exc} |||||||")
+                continue
+            elapsed = time.perf_counter() - t0
+            n_field = a["num_matched_stars"] / a["matched_fraction"] if a["matched_fraction"] else float("nan")
+            lines.append(f"| {path.name} | {name} | {a['num_matched_stars']:.0f} | {n_field:.0f} | {a['astrometric_offset_rms']:.4f} | "
+                         f"{a['astrometric_offset_median_ra']:+.4f} | {a['astrometric_offset_median_dec']:+.4f} | "
+                         f"{p['psf_fwhm_median']:.3f} | {elapsed:.2f} |")
+    return lines
