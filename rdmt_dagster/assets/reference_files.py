@@ -53,6 +53,11 @@ def _stored_if_current(database, key: str, path: str | None) -> MetricSet | None
     return stored
 
 
+@lru_cache(maxsize=4)
+def _standards(standards_file: str | None) -> Standards:
+    return Standards(standards_file)
+
+
 def _first(metric_sets: list[MetricSet]) -> MetricSet:
     """A reference file has one monitor: its metric set."""
     return metric_sets[0]

@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree
 
 from ..science.monitor import MonitoringError
 from .image import L2Image
-from .wcs import PixelProjector, plate_scales
+from .wcs import PixelProjector, plate_scales, sky
 
 
 @dataclass
@@ -222,10 +222,19 @@ class EffectivePSF:
         v = np.rint((dy * oversampling) + half * oversampling).astype(np.int64)
         values = stamps / flux[:, None, None]
         ok = (u >= 0) & (u < size) & (v >= 0) & (v < size) & np.isfinite(values)
-        index = v[ok] * size + u[ok]
-        sums = np.bincount(index, weights=values[ok], minlength=size * size)
-        counts = np.bincount(index, minlength=size * size)
-        grid = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0).reshape(size, size)
+        index, values = v[ok] * size + u[ok], values[ok]
+        grid = np.zeros(size * size)
+        keep = np.ones(index.size, bool)
+        # Two passes: a neighbour or a cosmic ray in a stamp must not leave a ghost in the PSF.
+        for _ in range(2):
+            counts = np.bincount(index[keep], minlength=size * size)
+            sums = np.bincount(index[keep], weights=values[keep], minlength=size * size)
+            squares = np.bincount(index[keep], weights=values[keep] ** 2, minlength=size * size)
+            n = np.maximum(counts, 1)
+            grid = np.where(counts > 0, sums / n, 0.0)
+            spread = np.sqrt(np.maximum(squares / n - grid**2, 0.0))
+            keep = np.abs(values - grid[index]) <= 3.0 * spread[index] + 1e-12
+        grid = grid.reshape(size, size)
         kernel = np.array([0.25, 0.5, 0.25])
         grid = ndimage.convolve1d(ndimage.convolve1d(grid, kernel, axis=0), kernel, axis=1)
         return cls(grid, oversampling)
@@ -243,6 +252,23 @@ class EffectivePSF:
         gx = ndimage.map_coordinates(self._spline_dx, c, order=3, prefilter=False, mode="constant")
         gy = ndimage.map_coordinates(self._spline_dy, c, order=3, prefilter=False, mode="constant")
         return gx.reshape(np.shape(dx)), gy.reshape(np.shape(dx))
+
+    def peak(self) -> tuple[float, float]:
+        """Position (pixels) of the PSF's maximum, refined by a parabola through its neighbours."""
+        g = self.grid
+        # Only near the centre: the peak of a star is within a pixel of where the fits put it.
+        k = np.arange(g.shape[0]) - self.center
+        near = np.hypot(*np.meshgrid(k, k, indexing="ij")) <= self.oversampling
+        iy, ix = np.unravel_index(np.argmax(np.where(near, g, -np.inf)), g.shape)
+        iy, ix = min(max(iy, 1), g.shape[0] - 2), min(max(ix, 1), g.shape[1] - 2)
+
+        def vertex(a, b, c):
+            denom = a - 2 * b + c
+            return 0.0 if denom == 0 else 0.5 * (a - c) / denom
+
+        fx = vertex(g[iy, ix - 1], g[iy, ix], g[iy, ix + 1])
+        fy = vertex(g[iy - 1, ix], g[iy, ix], g[iy + 1, ix])
+        return (ix + fx - self.center) / self.oversampling, (iy + fy - self.center) / self.oversampling
 
     def centroid(self, radius: float = 2.0) -> tuple[float, float]:
         """Flux-weighted centre (pixels) of the PSF within ``radius``."""
@@ -381,11 +407,11 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
     if in_field == 0:
         raise MonitoringError(image.path, f"no star of catalog {image.catalog.source} falls on the image (catalog and image do not overlap)")
 
-    sky, noise = sky_and_noise(image.data, bad)
+    sky_level, noise = sky_and_noise(image.data, bad)
     mag = image.catalog.mag[index] if image.catalog.mag is not None else None
     order = np.argsort(mag) if mag is not None else np.arange(len(index))
     n_peaks = int(parameters.get("n_alignment_peaks", 300))
-    peaks = _bright_peaks(image.data, bad, sky, n_peaks)
+    peaks = _bright_peaks(image.data, bad, sky_level, n_peaks)
     candidates = predicted[order[: max(4 * n_peaks, 1)]] if mag is not None else predicted
     matrix = coarse_transform(candidates, peaks, search)
     guess = _apply(matrix, predicted)
@@ -429,8 +455,9 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
         psf_src = snr > np.percentile(snr, 25) if len(snr) > 40 else np.ones(len(snr), bool)
         psf = EffectivePSF.build(stamps[psf_src], gx[None] - x[psf_src, None, None], gy[None] - y[psf_src, None, None],
                                  flux[psf_src], half=half)
-        # The PSF's zero point is arbitrary: tie it to its centroid so positions mean "centroid of the PSF".
-        ox, oy = psf.centroid()
+        # The PSF's zero point is arbitrary: tie it to its peak (or centroid). An aberrated PSF's
+        # centroid lies up to ~0.2 pixel from where the optics put the star; its peak much closer.
+        ox, oy = psf.peak() if parameters.get("psf_origin", "peak") == "peak" else psf.centroid()
         psf = EffectivePSF(ndimage.shift(psf.grid, (-oy * psf.oversampling, -ox * psf.oversampling), order=3, mode="constant"), psf.oversampling)
         # Early rounds only need positions good enough to sharpen the PSF.
         steps = int(parameters.get("fit_iterations", 4)) if round_ == rounds - 1 else 2
@@ -442,7 +469,7 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
     if len(keep) < 5:
         raise MonitoringError(image.path, f"too few catalog stars matched ({len(keep)} of {in_field} in the field)")
 
-    sky_ra, sky_dec = (np.asarray(v, dtype=np.float64) for v in image.wcs(fitted_x, fitted_y))
+    sky_ra, sky_dec = sky(image.wcs, fitted_x, fitted_y)
     cat_ra, cat_dec = ra[index[keep]], dec[index[keep]]
     dra = ((sky_ra - cat_ra + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(cat_dec)) * 3600.0
     ddec = (sky_dec - cat_dec) * 3600.0

@@ -63,6 +63,22 @@ def tangent_wcs(ra: float, dec: float, *, roll: float = 0.0, plate_scale: float 
     return gwcs.WCS([(detector, transform), (sky, None)])
 
 
+def sky(wcs, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """(RA, Dec) in degrees of pixel positions, through the WCS's forward transform.
+
+    The bounding box is ignored: pipeline WCSs (romanisim's among them)
+    return NaN outside the image, where the projector's fitting grid and the
+    plate-scale differences reach. The output frame's label is not used
+    either: the numbers are taken as ICRS (romanisim labels ICRS values FK5,
+    and converting would move them by tens of mas).
+    """
+    try:
+        ra, dec = wcs(x, y, with_bounding_box=False)
+    except TypeError:  # a plain callable or an astropy model
+        ra, dec = wcs(x, y)
+    return np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
+
+
 def plate_scales(wcs, points) -> np.ndarray:
     """Local plate scale (arcsec / pixel, geometric mean of the two axes) at pixel ``points``.
 
@@ -83,9 +99,9 @@ def plate_scales(wcs, points) -> np.ndarray:
     h = 1.0
     xs = np.concatenate([x + h, x - h, x, x])
     ys = np.concatenate([y, y, y + h, y - h])
-    ra, dec = (np.asarray(v, dtype=np.float64) for v in wcs(xs, ys))
+    ra, dec = sky(wcs, xs, ys)
     n = len(x)
-    ra0, dec0 = np.asarray(wcs(x, y), dtype=np.float64)
+    ra0, dec0 = sky(wcs, x, y)
     xi, eta = gnomonic(ra, dec, ra0[np.tile(np.arange(n), 4)], dec0[np.tile(np.arange(n), 4)])
     dxi_dx = (xi[:n] - xi[n:2 * n]) / (2 * h)
     deta_dx = (eta[:n] - eta[n:2 * n]) / (2 * h)
@@ -131,10 +147,10 @@ class PixelProjector:
         gx = np.linspace(-0.02 * nx, 1.02 * nx, grid)
         gy = np.linspace(-0.02 * ny, 1.02 * ny, grid)
         x, y = (a.ravel() for a in np.meshgrid(gx, gy))
-        ra, dec = (np.asarray(v, dtype=np.float64) for v in wcs(x, y))
+        ra, dec = sky(wcs, x, y)
         if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec))):
             raise ValueError("the WCS gives non-finite sky positions inside the image")
-        cra, cdec = (float(np.asarray(v)) for v in wcs((nx - 1) / 2.0, (ny - 1) / 2.0))
+        cra, cdec = (float(v[0]) for v in sky(wcs, np.array([(nx - 1) / 2.0]), np.array([(ny - 1) / 2.0])))
         self.center = (cra, cdec)
         xi, eta = gnomonic(ra, dec, cra, cdec)
         self._norm = float(np.max(np.abs(np.concatenate([xi, eta]))))
@@ -162,6 +178,6 @@ class PixelProjector:
         x0, y0 = self._poly(*self.standard(ra, dec))
         x, y = x0, y0
         for _ in range(refine):
-            fx, fy = self._poly(*self.standard(*(np.asarray(v, dtype=np.float64) for v in self._wcs(x, y))))
+            fx, fy = self._poly(*self.standard(*sky(self._wcs, x, y)))
             x, y = x + (x0 - fx), y + (y0 - fy)
         return x, y
