@@ -4,9 +4,9 @@
         [--romanisim-bin PATH]
 
 romanisim is not a dependency of the project: it lives in its own virtual
-environment (``python3 -m venv /work/cache/romanisim-venv`` then
-``/work/cache/romanisim-venv/bin/pip install romanisim``) and is run here as a
-subprocess, so this script needs only the standard library, numpy and astropy.
+environment (``--setup`` makes it: ``<cache root>/romanisim-venv`` with
+``pip install romanisim``) and is run here as a subprocess, so this script
+needs only the standard library, numpy and astropy.
 
 Into the cache folder (``--cache``, default ``$RDMT_CACHE/romanisim`` or
 ``~/.cache/rdmt/romanisim``) it writes, each only if it is not there yet:
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-DEFAULT_ROMANISIM_BIN = "/work/cache/romanisim-venv/bin/romanisim-make-image"
+ROMANISIM_REQUIREMENT = "romanisim==0.15.0"
 
 #: Pointing (WFI centre), date and filter of the simulated exposure.
 RA, DEC = 270.0, -28.0
@@ -133,11 +133,28 @@ print(json.dumps(dict(romanisim=romanisim.__version__, radius=radius, generated=
 """
 
 
+def cache_root() -> Path:
+    """``$RDMT_CACHE`` or ``~/.cache/rdmt``."""
+    root = os.environ.get("RDMT_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "rdmt"
+
+
 def default_cache() -> Path:
     """The cache folder: ``$RDMT_CACHE/romanisim`` or ``~/.cache/rdmt/romanisim``."""
-    root = os.environ.get("RDMT_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "rdmt"
-    return base / "romanisim"
+    return cache_root() / "romanisim"
+
+
+def default_romanisim_bin() -> Path:
+    return cache_root() / "romanisim-venv" / "bin" / "romanisim-make-image"
+
+
+def setup_romanisim(romanisim_bin: Path) -> None:
+    """Make the romanisim virtual environment that holds ``romanisim_bin`` (nothing when it exists)."""
+    if romanisim_bin.exists():
+        return
+    venv = romanisim_bin.parent.parent
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", ROMANISIM_REQUIREMENT], check=True)
 
 
 def romanisim_python(romanisim_bin: Path) -> Path:
@@ -288,9 +305,13 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=default_cache(),
                         help="output folder (default %(default)s)")
     parser.add_argument("--sca", type=int, nargs="+", default=[1], help="detectors to simulate (default 1)")
-    parser.add_argument("--romanisim-bin", type=Path, default=Path(DEFAULT_ROMANISIM_BIN),
+    parser.add_argument("--romanisim-bin", type=Path, default=default_romanisim_bin(),
                         help="romanisim-make-image of the romanisim environment (default %(default)s)")
+    parser.add_argument("--setup", action="store_true",
+                        help=f"make the romanisim environment first when it is missing ({ROMANISIM_REQUIREMENT})")
     args = parser.parse_args(argv)
+    if args.setup:
+        setup_romanisim(args.romanisim_bin)
     if any(not 1 <= s <= 18 for s in args.sca):
         parser.error("--sca takes detectors 1 to 18")
     cache = args.cache.expanduser()

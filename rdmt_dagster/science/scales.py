@@ -89,6 +89,9 @@ class ScaleValues:
     def __setattr__(self, name, value):
         raise AttributeError("ScaleValues is immutable")
 
+    def __reduce__(self):  # worker processes receive metrics pickled
+        return (_scale_values, (dict(self._values),))
+
     def __repr__(self) -> str:
         return "ScaleValues(" + ", ".join(f"{k}=<{np.size(v)} values>" for k, v in self.items()) + ")"
 
@@ -112,6 +115,10 @@ class ScaleValues:
 
     def map(self, func) -> "ScaleValues":
         return ScaleValues(**{s: func(v) for s, v in self.items()})
+
+
+def _scale_values(values: dict) -> ScaleValues:
+    return ScaleValues(**values)
 
 
 def detector_frame(array: np.ndarray, fill=np.nan) -> np.ndarray:
