@@ -19,6 +19,75 @@ from .metrics import FileInfo, MetricSet
 from .monitor import Monitor, MonitoringError, monitored_models, monitors_for_model, registry
 
 
+#: Bounds on an ASDF file's YAML tree, checked before asdf reads it: a few hundred
+#: bytes of nested aliases ("billion laughs") expand to more nodes than any
+#: memory holds, and asdf walks the expanded tree. Roman files have 10^3-10^5 nodes.
+MAX_TREE_NODES = 5_000_000
+MAX_TREE_DEPTH = 500
+MAX_HEADER_BYTES = 256 * 2**20
+_BLOCK_MAGIC = b"\xd3BLK"
+
+
+def _yaml_header(path: Path) -> bytes:
+    """The YAML part of an ASDF file (up to the end-of-document marker or the first block)."""
+    markers = (b"\n...\r\n", b"\n...\n", _BLOCK_MAGIC)
+    head = b""
+    with open(path, "rb") as f:
+        while len(head) <= MAX_HEADER_BYTES:
+            chunk = f.read(2**20)
+            # Search the new chunk and the few bytes before it, where a marker may straddle.
+            start = max(0, len(head) - 8)
+            head += chunk
+            found = [head.find(m, start) for m in markers]
+            ends = [at + (len(m) if m != _BLOCK_MAGIC else 0) for at, m in zip(found, markers) if at >= 0]
+            if ends:
+                return head[: min(ends)]
+            if not chunk:
+                return head
+    raise MonitoringError(path, f"its YAML tree is larger than {MAX_HEADER_BYTES // 2**20} MB")
+
+
+def check_yaml_tree(path) -> None:
+    """Raise `MonitoringError` when an ASDF file's YAML tree is too deep or expands to too many nodes.
+
+    The tree is scanned as a stream of YAML events (libyaml): each anchor's
+    expanded size is recorded and every alias adds it, so the expanded size
+    is known without building the tree.
+    """
+    import yaml
+
+    path = Path(path)
+    header = _yaml_header(path)
+    if not header.startswith(b"#ASDF"):
+        return  # not ASDF: asdf itself says so
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    sizes: dict[str, int] = {}
+    stack: list[list] = [[None, 0]]
+    try:
+        for event in yaml.parse(header, Loader=loader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                stack.append([event.anchor, 1])
+                if len(stack) > MAX_TREE_DEPTH:
+                    raise MonitoringError(path, f"its YAML tree is nested deeper than {MAX_TREE_DEPTH} levels")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                anchor, size = stack.pop()
+                if anchor:
+                    sizes[anchor] = size
+                stack[-1][1] += size
+            elif isinstance(event, yaml.ScalarEvent):
+                if event.anchor:
+                    sizes[event.anchor] = 1
+                stack[-1][1] += 1
+            elif isinstance(event, yaml.AliasEvent):
+                stack[-1][1] += sizes.get(event.anchor, 1)
+            else:
+                continue
+            if stack[-1][1] > MAX_TREE_NODES:
+                raise MonitoringError(path, f"its YAML tree expands to more than {MAX_TREE_NODES:,} nodes (nested aliases)")
+    except yaml.YAMLError as exc:
+        raise MonitoringError(path, f"cannot be read as a Roman ASDF data model (YAML: {exc})") from None
+
+
 def open_model(path):
     """Open a Roman ASDF file with roman_datamodels (arrays load on access).
 
@@ -26,7 +95,8 @@ def open_model(path):
     ------
     MonitoringError
         When the path does not exist, is not a regular file (a FIFO would block
-        forever) or cannot be read as a Roman data model.
+        forever), holds a YAML tree that would take forever to walk, or cannot
+        be read as a Roman data model.
     """
     import roman_datamodels.datamodels as rdm
 
@@ -39,6 +109,7 @@ def open_model(path):
         raise MonitoringError(path, f"cannot be read ({exc.strerror})") from None
     if not stat.S_ISREG(mode):
         raise MonitoringError(path, "is not a regular file")
+    check_yaml_tree(path)
     try:
         return rdm.open(path)
     except Exception as exc:  # asdf, yaml, schema and I/O errors all mean "unreadable"
