@@ -129,3 +129,23 @@ def test_masks_in_one_batch_compare_with_their_predecessor_in_the_batch(tmp_path
     assert detector_value(paths[0], "num_newly_flagged_pix") is None
     assert [detector_value(p, "num_newly_flagged_pix") for p in paths[1:]] == expected_new
     assert [detector_value(p, "num_newly_cleared_pix") for p in paths[1:]] == expected_cleared
+
+
+def test_one_files_storage_failure_does_not_stop_the_others(tmp_path, dark_pair, dark_normal_pair):
+    """A file whose results cannot be stored is recorded as an error; the file beside it is stored."""
+    rdmt = RDMTConfig(home=str(tmp_path / "home"))
+    defs = build_definitions(rdmt)
+    instance = dg.DagsterInstance.ephemeral()
+    database = rdmt.database()
+    # A real failure for one detector only: a plain file where its Parquet folder must go.
+    blocked = tmp_path / "home" / "parquet" / "metrics" / "monitor=dark" / "detector=WFI11"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder")
+    result = run_batch(defs, instance, database, [dark_pair[0], dark_normal_pair[0]])
+    assert result.success
+    statuses = {p.name: database.file_status(p.name) for p in (dark_pair[0], dark_normal_pair[0])}
+    failed = [name for name, s in statuses.items() if s["status"] == "error"]
+    stored = [name for name, s in statuses.items() if s["status"] == "ok"]
+    assert len(failed) == 1 and len(stored) == 1
+    assert "could not be stored" in statuses[failed[0]]["error"]
+    assert not checks(result)[FILES_READABLE].passed

@@ -9,7 +9,7 @@ metric sets from the database, so any later run can pick them up.
 import dagster as dg
 
 from ..parallel import process_map
-from ..science.metrics import MetricSet
+from ..science.metrics import FileInfo, MetricSet
 from ..storage.files import ParquetStore, write_ecsv
 from . import RDMTConfig, open_database
 
@@ -18,6 +18,29 @@ def _as_dict(context, obj) -> dict:
     if isinstance(obj, dict):
         return obj
     return {context.asset_partition_key: obj}
+
+
+def _storage_error(metric_set: MetricSet, exc: Exception) -> MetricSet:
+    """The error that replaces a file's results when they could not be stored."""
+    info = metric_set.info
+    return MetricSet(FileInfo(info.filename, info.path, info.monitor), metric_set.monitor_version,
+                     error=f"{info.filename}: results could not be stored ({type(exc).__name__}: {exc})"[:2000])
+
+
+def record_storage_failure(database, metric_set: MetricSet, exc: Exception, log) -> None:
+    """Record against the file that its results could not be stored; never raise.
+
+    One file's storage failure (a value the database refuses, a dropped
+    connection that outlived the retries) must not stop the other files of
+    the run, and must not vanish either: the file is marked as an error,
+    which fails the run's ``files_readable`` check and is reported.
+    """
+    failed = _storage_error(metric_set, exc)
+    log.error(failed.error)
+    try:
+        database.write_metrics(failed)
+    except Exception as again:  # the database itself is unusable: the log line is all that is left
+        log.error(f"{metric_set.info.filename}: the failure could not be recorded either ({type(again).__name__}: {again})")
 
 
 class MetricsIOManager(dg.ConfigurableIOManager):
@@ -30,23 +53,30 @@ class MetricsIOManager(dg.ConfigurableIOManager):
         for metric_set in _as_dict(context, obj).values():
             if metric_set.reused:
                 continue
-            database.write_metrics(metric_set)
-            parquet.write_metrics(metric_set)
+            try:
+                database.write_metrics(metric_set)
+                parquet.write_metrics(metric_set)
+            except Exception as exc:  # per-file isolation: see record_storage_failure
+                record_storage_failure(database, metric_set, exc, context.log)
 
     def load_input(self, context: dg.InputContext) -> dict[str, MetricSet]:
         database = self.rdmt.database()
         return {key: database.load_metric_set(key) for key in context.asset_partition_keys}
 
 
-def write_evaluation_outputs(task: tuple) -> None:
-    """Store one file's evaluations (runs in a worker process).
+def write_evaluation_outputs(task: tuple) -> str | None:
+    """Store one file's evaluations (runs in a worker process); the error text when that failed.
 
     ``task`` is ``(metric_set, evaluation_set, database_url, parquet_root, ecsv_root)``.
     """
     metric_set, evaluation_set, database_url, parquet_root, ecsv_root = task
-    open_database(database_url).write_evaluations(evaluation_set, metric_set.monitor_version)
-    ParquetStore(parquet_root).write_evaluations(evaluation_set, metric_set.monitor_version)
-    write_ecsv(ecsv_root, metric_set, evaluation_set)
+    try:
+        open_database(database_url).write_evaluations(evaluation_set, metric_set.monitor_version)
+        ParquetStore(parquet_root).write_evaluations(evaluation_set, metric_set.monitor_version)
+        write_ecsv(ecsv_root, metric_set, evaluation_set)
+    except Exception as exc:  # per-file isolation: the caller records it against the file
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 class EvaluationsIOManager(dg.ConfigurableIOManager):
@@ -57,7 +87,9 @@ class EvaluationsIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         url, parquet, ecsv = self.rdmt.resolved_database_url(), self.rdmt.parquet().root, self.rdmt.ecsv_root
         tasks = [(ms, es, url, parquet, ecsv) for ms, es in _as_dict(context, obj).values() if es is not None]
-        process_map(write_evaluation_outputs, tasks, self.rdmt.workers)
+        for task, error in zip(tasks, process_map(write_evaluation_outputs, tasks, self.rdmt.workers)):
+            if error is not None:
+                record_storage_failure(self.rdmt.database(), task[0], RuntimeError(error), context.log)
 
     def load_input(self, context: dg.InputContext) -> dict[str, list[dict]]:
         """Failed evaluations per partition (the full rows are in the database and Parquet)."""
