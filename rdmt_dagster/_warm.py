@@ -8,7 +8,11 @@ workers, saves that in every worker.
 import tempfile
 from pathlib import Path
 
-import roman_datamodels.datamodels as rdm
+from ._yaml_speedup import install
+
+install()
+
+import roman_datamodels.datamodels as rdm  # noqa: E402 - after install(): its manifests parse with libyaml
 
 with tempfile.TemporaryDirectory(prefix="rdmt-warm-") as _folder:
     _path = Path(_folder) / "warm.asdf"

@@ -14,11 +14,11 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 PRELOAD = [
+    "rdmt_dagster._warm",
     "rdmt_dagster.resources",
     "rdmt_dagster.science.measure",
     "rdmt_dagster.storage.files",
     "rdmt_dagster.reports",
-    "rdmt_dagster._warm",
 ]
 
 

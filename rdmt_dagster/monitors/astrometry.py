@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..l2.monitor import L2Monitor
-from ..l2.stars import stars_of
+
 from ..science.metrics import Metric
 from ..science.scales import ScaleValues
 
@@ -46,6 +46,8 @@ class AstrometryMonitor(L2Monitor):
     needs_catalog = True
 
     def metrics(self, model, parameters, previous=None):
+        from ..l2.stars import stars_of  # scipy loads only when an L2 image is measured
+
         stars = stars_of(model, parameters.get("stars", {}))
         rms = np.sqrt(np.mean(stars.dra**2 + stars.ddec**2))
         return [

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..l2.monitor import L2Monitor
-from ..l2.stars import stars_of
+
 from ..science.metrics import Metric
 from ..science.monitor import MonitoringError
 from ..science.scales import ScaleValues
@@ -48,6 +48,8 @@ class PSFMonitor(L2Monitor):
     needs_catalog = True
 
     def metrics(self, model, parameters, previous=None):
+        from ..l2.stars import stars_of  # scipy loads only when an L2 image is measured
+
         stars = stars_of(model, parameters.get("stars", {}))
         bright = stars.snr >= float(parameters.get("min_snr", 50.0))
         if np.count_nonzero(bright) < int(parameters.get("min_stars", 10)):
