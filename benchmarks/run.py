@@ -18,6 +18,7 @@
   sensors, Dagster daemon, run launcher): seconds from a delivery's arrival
   (new CRDS context or ``rdmt submit``) to every file's report and the
   notification, for a dark delivery and for a delivery of every type.
+* ``check``: ``rdmt check --json`` on four darks against ``benchmarks/straightforward_dark_check.py``.
 * ``l2`` and ``romanisim``: the L2 monitors (``benchmarks/l2_bench.py``).
 """
 
@@ -460,9 +461,34 @@ def bench_queries(repeat: int) -> list[str]:
     return lines + notes
 
 
+def bench_check(repeat: int = 3) -> list[str]:
+    """``rdmt check --json`` on four full-size darks against the straightforward numpy script."""
+    from rdmt_dagster.synthetic import write_dark
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    darks = []
+    for k, detector in enumerate(("WFI01", "WFI02", "WFI03", "WFI04"), start=1):
+        path = DATA / f"check_dark_{k:04d}.asdf"
+        if not path.exists():
+            write_dark(path, detector, 1, "2027-01-01T00:00:00")
+        darks.append(str(path))
+    commands = {
+        "straightforward numpy script": [sys.executable, str(ROOT / "benchmarks" / "straightforward_dark_check.py"), *darks],
+        "`rdmt check --json`": [str(ROOT / ".venv" / "bin" / "rdmt"), "check", "--json", *darks],
+    }
+    times = {}
+    for label, command in commands.items():
+        times[label], _ = median_time(lambda: subprocess.run(command, stdout=subprocess.DEVNULL, check=False), repeat)
+    base, ours = times.values()
+    lines = ["| command | wall time, median (s) |", "|---|---|"]
+    lines += [f"| {label} | {t:.2f} |" for label, t in times.items()]
+    return lines + ["", f"Four full-size darks, 2 cores, median of {repeat}: `rdmt check` takes {ours / base:.2f}x "
+                        "the straightforward script (which evaluates nothing)."]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["metrics", "delivery", "ticks", "queries", "arrival", "l2", "romanisim"])
+    parser.add_argument("--only", choices=["metrics", "delivery", "ticks", "queries", "arrival", "l2", "romanisim", "check"])
     parser.add_argument("--arrival-types", default="dark,all", help="comma-separated: a type list per demo, or 'all'")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--delivery-repeat", type=int, default=3)
@@ -484,6 +510,9 @@ def main() -> None:
         os.sched_setaffinity(0, set(range(os.cpu_count())))
         out += ["### Arrival to report and notification through CRDS, the sensors and the daemon (2 cores)", ""]
         out += bench_arrival(args.arrival_types.split(",")) + [""]
+    if args.only in (None, "check"):
+        os.sched_setaffinity(0, set(range(os.cpu_count())))
+        out += ["### `rdmt check` against a straightforward script (2 cores)", ""] + bench_check() + [""]
     if args.only in (None, "l2"):
         from l2_bench import bench_l2
 
