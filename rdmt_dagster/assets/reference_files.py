@@ -13,7 +13,6 @@ files whose monitor version changed (``RDMTConfig.remeasure`` forces it).
 
 
 from collections import Counter
-from functools import lru_cache
 
 import dagster as dg
 
@@ -22,7 +21,6 @@ from ..resources import RDMTConfig
 from ..science.metrics import FileInfo, MetricSet
 from ..science.measure import MeasureRequest, measure_file, parameters_of, previous_among
 from ..science.monitor import evaluate, registry
-from ..science.standards import Standards
 
 GROUP = "reference_files"
 
@@ -51,11 +49,6 @@ def _stored_if_current(database, key: str, path: str | None) -> MetricSet | None
     stored = database.load_metric_set(key)
     stored.reused = True
     return stored
-
-
-@lru_cache(maxsize=4)
-def _standards(standards_file: str | None) -> Standards:
-    return Standards(standards_file)
 
 
 def _first(metric_sets: list[MetricSet]) -> MetricSet:
@@ -95,7 +88,7 @@ def _measure_all(rdmt: RDMTConfig, keys: list[str], log) -> dict[str, MetricSet]
     """Measure the run's files in worker processes; reuse, previous files and storage are decided here."""
     paths = rdmt.locate(keys)
     database = rdmt.database()
-    parameters = parameters_of(_standards(rdmt.standards_file))
+    parameters = parameters_of(rdmt.standards())  # an invalid standards file fails the run here, with its problems
     results: dict[str, MetricSet] = {}
     todo = []
     for key in keys:

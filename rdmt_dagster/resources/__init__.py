@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..science.standards import Standards
+from ..science.standards import Standards, StandardsError
 from ..storage.database import Database, sqlite_url
 from ..storage.files import ParquetStore
 
@@ -77,7 +77,18 @@ class RDMTConfig(dg.ConfigurableResource):
         return self.home_path / "ecsv"
 
     def standards(self) -> Standards:
-        return Standards(self.standards_file)
+        """The packaged standards merged with ``standards_file``.
+
+        Raises
+        ------
+        dagster.Failure
+            The standards are invalid; the description lists every problem.
+        """
+        try:
+            return Standards(self.standards_file)
+        except StandardsError as exc:
+            dg.get_dagster_logger().error(f"invalid standards:\n{exc}")
+            raise dg.Failure(description=str(exc)) from exc
 
     def locate(self, filenames) -> dict[str, str]:
         """Path of each file: from its registration, else from ``reference_dirs``."""
