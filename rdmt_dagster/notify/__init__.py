@@ -17,6 +17,7 @@ from .message import (
     collect_failures,
     default_report_link,
 )
+from .secrets import SecretScrubber, redact_url, scrub_secrets
 
 CHANNELS = ("log", "slack", "email", "sns")
 
@@ -29,6 +30,7 @@ __all__ = [
     "Notification",
     "NotifierError",
     "SNSNotifier",
+    "SecretScrubber",
     "SlackNotifier",
     "base_url_report_link",
     "build_notification",
@@ -36,4 +38,6 @@ __all__ = [
     "default_report_link",
     "deliver",
     "notify_failures",
+    "redact_url",
+    "scrub_secrets",
 ]

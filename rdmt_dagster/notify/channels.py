@@ -3,9 +3,14 @@
 Each channel sends one `Notification` and raises on failure; `deliver`
 (``dispatch.py``) retries it and never lets an error reach the monitoring.
 Secrets (webhook URL, SMTP password) are given by the caller from the
-environment and listed in ``secrets`` so that error texts can be scrubbed;
-AWS credentials are never passed at all: boto3 takes them from its usual
-chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profile, instance role).
+environment and listed in ``secrets`` so that error texts can be scrubbed
+(`rdmt_dagster.notify.secrets`); AWS credentials are never passed at all:
+boto3 takes them from its usual chain (``AWS_ACCESS_KEY_ID``/
+``AWS_SECRET_ACCESS_KEY``, profile, instance role).
+
+The message's subject and texts are built from file contents: each channel
+makes its own headers safe (`header_text`, `sns_subject`) whatever the
+message holds.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
 
+from ..reports.escape import header_text, sns_subject
 from .message import Notification
+from .secrets import ScrubbingLogger, SecretScrubber
 
 _LOCK = threading.Lock()
 logger = logging.getLogger("rdmt_dagster.notify")
@@ -57,6 +64,8 @@ class SlackNotifier:
     name = "slack"
 
     def __init__(self, webhook_url: str, timeout: float = 10.0):
+        # A copied secret often carries a trailing newline or space.
+        webhook_url = (webhook_url or "").strip()
         if not webhook_url:
             raise ValueError("Slack notifications need a webhook URL (RDMT_SLACK_WEBHOOK_URL)")
         self.webhook_url = webhook_url
@@ -66,7 +75,9 @@ class SlackNotifier:
     def send(self, notification: Notification) -> None:
         from slack_sdk.webhook import WebhookClient
 
-        client = WebhookClient(self.webhook_url, timeout=max(1, int(round(self.timeout))), logger=_slack_logger,
+        # slack_sdk logs its errors, which may quote the webhook path: scrub them.
+        log = ScrubbingLogger(_slack_logger, SecretScrubber(self.secrets))
+        client = WebhookClient(self.webhook_url, timeout=max(1, int(round(self.timeout))), logger=log,
                                retry_handlers=[])
         response = client.send(text=notification.slack_text, unfurl_links=False, unfurl_media=False)
         if response.status_code != 200:
@@ -92,7 +103,7 @@ class EmailNotifier:
 
     def send(self, notification: Notification) -> None:
         msg = EmailMessage()
-        msg["Subject"] = notification.subject
+        msg["Subject"] = header_text(notification.subject) or "RDMT"
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.recipients)
         msg.set_content(notification.text)
@@ -106,7 +117,8 @@ class EmailNotifier:
                 smtp.starttls(context=context)
             if self.username:
                 smtp.login(self.username, self.password or "")
-            refused = smtp.send_message(msg)
+            # The envelope comes from the configuration, never from the headers.
+            refused = smtp.send_message(msg, from_addr=self.sender, to_addrs=self.recipients)
         if refused:
             raise NotifierError(f"SMTP server refused recipients {sorted(refused)}")
 
@@ -137,7 +149,7 @@ class SNSNotifier:
         )
         client.publish(
             TopicArn=self.topic_arn,
-            Subject=notification.subject[:99] or "RDMT",
+            Subject=sns_subject(notification.subject),
             Message=notification.text,
             MessageAttributes={
                 "rdmt_files_failed": {"DataType": "Number", "StringValue": str(len(notification.files))},

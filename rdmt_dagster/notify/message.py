@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..reports import queries as q
+from ..reports.escape import plain_text, slack_text, sns_subject
 from ..reports.formatting import FailureGroup, change_reference_file, group_failures, scrub
 from ..reports.site import report_relative_path
 
 MAX_GROUPS_PER_FILE = 30
 MAX_TEXT = 35_000  # Slack accepts 40k characters of text; SNS 256 KB; keep one size for all
+# A link Slack can show as ``<url|text>``: no whitespace and none of the characters that end it.
+_SLACK_URL = re.compile(r"https?://[^\s<>|]+")
 
 
 @dataclass(frozen=True)
@@ -103,18 +106,25 @@ def _detail(g: FailureGroup) -> str:
     return f"{g.where}; {g.value_text}; standard {g.standard}"
 
 
-def _ascii(text: str) -> str:
-    return re.sub(r"[^\x20-\x7e]", "", text)
-
-
 def _truncate(text: str) -> str:
     if len(text) <= MAX_TEXT:
         return text
     return text[: MAX_TEXT - 60].rsplit("\n", 1)[0] + "\n... (truncated; see the reports)\n"
 
 
+def _slack_link(link: str | None) -> str | None:
+    """A report URL usable inside Slack's ``<url|text>`` (the platform's own link, not escaped)."""
+    return link if link and _SLACK_URL.fullmatch(link) else None
+
+
 def build_notification(database, filenames, report_link=default_report_link) -> Notification | None:
-    """The message for one delivery, or None when none of its files failed."""
+    """The message for one delivery, or None when none of its files failed.
+
+    File names, detectors, monitors, metric names, units and error texts come
+    from the files: the plain text gets them on one line (`plain_text`), the
+    Slack text escaped (`slack_text`), the subject as one short ASCII line
+    (`sns_subject`).
+    """
     filenames = list(dict.fromkeys(filenames))
     files = collect_failures(database, filenames, report_link)
     if not files:
@@ -122,41 +132,45 @@ def build_notification(database, filenames, report_link=default_report_link) -> 
     detectors = sorted({f.detector for f in files if f.detector})
     n_bad = len(files)
     det_text = ", ".join(detectors[:6]) + (", ..." if len(detectors) > 6 else "")
-    subject = _ascii(
+    # One subject for every channel, so it meets the strictest rules (SNS's).
+    subject = sns_subject(
         f"RDMT: failures in {n_bad} of {len(filenames)} reference file{'s' if len(filenames) != 1 else ''}"
         + (f" ({det_text})" if det_text else "")
-    )[:99]
+    )
     n_failed = sum(f.n_failed for f in files)
     head = f"{subject}: {n_failed} failed evaluations"
     n_errors = sum(1 for f in files if f.error)
     if n_errors:
         head += f", {n_errors} file{'s' if n_errors != 1 else ''} could not be monitored"
-    text, slack = [head, ""], [f"*{head}*", ""]
+    text, slack = [head, ""], [f"*{slack_text(head)}*", ""]
     for f in files:
         when = f"USEAFTER {f.useafter:%Y-%m-%d}" if f.useafter else "no USEAFTER"
-        title = f"{f.filename} ({f.detector or '?'}, {f.monitor or '?'}, {when})"
+        about = f"{f.detector or '?'}, {f.monitor or '?'}, {when}"
+        title = plain_text(f"{f.filename} ({about})")
         link = f.report
-        if link and re.match(r"https?://", link):
-            slack_title = f"*<{link}|{f.filename}>* ({f.detector or '?'}, {f.monitor or '?'}, {when})"
+        if _slack_link(link):
+            slack_title = f"*<{link}|{slack_text(f.filename)}>* ({slack_text(about)})"
         else:
-            slack_title = f"*{title}*"
+            slack_title = f"*{slack_text(title)}*"
         if f.error:
-            text += [f"{title}: COULD NOT BE MONITORED: {f.error}"]
-            slack += [f"{slack_title}: could not be monitored: {f.error}"]
+            text += [f"{title}: COULD NOT BE MONITORED: {plain_text(f.error)}"]
+            slack += [f"{slack_title}: could not be monitored: {slack_text(f.error)}"]
         else:
             text += [f"{title}: {f.n_failed} of {f.n_evaluations} evaluations failed"]
             slack += [f"{slack_title}: {f.n_failed} of {f.n_evaluations} evaluations failed"]
             for g in f.groups[:MAX_GROUPS_PER_FILE]:
-                text.append(f"  - {g.metric} ({g.scale}) [{g.evaluator}]: {_detail(g)}")
-                slack.append(f"• `{g.metric}` ({g.scale}) [{g.evaluator}]: {_detail(g)}")
+                what = f"{g.metric} ({g.scale}) [{g.evaluator}]"
+                text.append(f"  - {plain_text(what)}: {plain_text(_detail(g))}")
+                slack.append(f"• `{slack_text(g.metric)}` {slack_text(f'({g.scale}) [{g.evaluator}]')}: "
+                             f"{slack_text(_detail(g))}")
             if len(f.groups) > MAX_GROUPS_PER_FILE:
                 more = len(f.groups) - MAX_GROUPS_PER_FILE
                 text.append(f"  - ... and {more} more metric/evaluator pairs in the report")
                 slack.append(f"• ... and {more} more in the report")
         if link:
             text.append(f"  report: {link}")
-            if not re.match(r"https?://", link):
-                slack.append(f"report: `{link}`")
+            if not _slack_link(link):
+                slack.append(f"report: `{slack_text(link)}`")
         text.append("")
         slack.append("")
     return Notification(subject, _truncate("\n".join(text).rstrip() + "\n"), _truncate("\n".join(slack).rstrip()),

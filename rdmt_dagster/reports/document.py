@@ -3,13 +3,16 @@
 A report is built once as a list of blocks and written twice, so that the
 Markdown (read in GitLab/GitHub or a terminal) and the HTML (the public static
 site) always say the same thing. The HTML is self-contained: inline CSS, no
-scripts, no external resources, relative links only.
+scripts, no external resources, relative links only. Every text of a block
+is data, escaped by the renderer (`rdmt_dagster.reports.escape`); links and
+image sources must be relative paths of the site.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
+
+from .escape import html_text, markdown_code, markdown_text, relative_href
 
 
 @dataclass(frozen=True)
@@ -66,48 +69,58 @@ class Document:
 
 
 # -- Markdown ----------------------------------------------------------------
+# Every text of the document is data: the renderer escapes all of it and adds
+# the markup (emphasis, links, tables) around the escaped pieces.
 
-def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
-
-
-def _md_inline(part) -> str:
+def _md_inline(part, line_start: bool = False) -> str:
     if isinstance(part, str):
-        return _md_escape(part)
-    text = f"`{part.text}`" if part.code else _md_escape(part.text)
+        return markdown_text(part, line_start)
+    if part.code:
+        text = markdown_code(part.text)
+    else:
+        text = markdown_text(part.text, line_start and not part.href and not part.fail)
     if part.href:
-        text = f"[{text}]({part.href})"
+        text = f"[{text}]({relative_href(part.href)})"
     if part.fail:
         text = f"**{text}**"
     return text
 
 
+def _md_line(parts) -> str:
+    """Inline parts that start a line: the first non-empty one must not open a block."""
+    out = []
+    for part in parts:
+        out.append(_md_inline(part, line_start=not any(out)))
+    return "".join(out)
+
+
 def to_markdown(doc: Document) -> str:
-    out = [f"# {_md_escape(doc.title)}", ""]
+    out = [f"# {markdown_text(doc.title)}", ""]
     for block in doc.blocks:
         if isinstance(block, Heading):
-            out += [f"{'#' * block.level} {_md_escape(block.text)}", ""]
+            out += [f"{'#' * block.level} {markdown_text(block.text)}", ""]
         elif isinstance(block, Paragraph):
-            text = "".join(_md_inline(p) for p in block.parts)
-            if block.kind in ("fail", "ok"):
-                text = f"> {text}"
-            elif block.kind == "note":
-                text = f"_{text}_"
+            if block.kind == "note":
+                text = f"_{''.join(_md_inline(p) for p in block.parts)}_"
+            else:
+                text = _md_line(block.parts)
+                if block.kind in ("fail", "ok"):
+                    text = f"> {text}"
             out += [text, ""]
         elif isinstance(block, BulletList):
-            out += [f"- {''.join(_md_inline(p) for p in item)}" for item in block.items] + [""]
+            out += [f"- {_md_line(item)}" for item in block.items] + [""]
         elif isinstance(block, Table):
             if block.caption:
-                out += [f"*{_md_escape(block.caption)}*", ""]
-            out.append("| " + " | ".join(_md_escape(h) for h in block.header) + " |")
+                out += [f"*{markdown_text(block.caption)}*", ""]
+            out.append("| " + " | ".join(markdown_text(h) for h in block.header) + " |")
             out.append("|" + "|".join("---" for _ in block.header) + "|")
             for row in block.rows:
                 out.append("| " + " | ".join(_md_inline(c) for c in row) + " |")
             out.append("")
         elif isinstance(block, Image):
-            out += [f"![{_md_escape(block.alt)}]({block.src})", ""]
+            out += [f"![{markdown_text(block.alt)}]({relative_href(block.src)})", ""]
             if block.caption:
-                out += [f"_{_md_escape(block.caption)}_", ""]
+                out += [f"_{markdown_text(block.caption)}_", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -134,10 +147,10 @@ code{font-size:.95em}
 
 def _html_inline(part) -> str:
     if isinstance(part, str):
-        return html.escape(part)
-    text = f"<code>{html.escape(part.text)}</code>" if part.code else html.escape(part.text)
+        return html_text(part)
+    text = f"<code>{html_text(part.text)}</code>" if part.code else html_text(part.text)
     if part.href:
-        text = f'<a href="{html.escape(part.href, quote=True)}">{text}</a>'
+        text = f'<a href="{html_text(relative_href(part.href))}">{text}</a>'
     if part.fail:
         text = f'<span class="fail">{text}</span>'
     return text
@@ -151,7 +164,7 @@ def _html_cell(part, tag: str = "td") -> str:
             classes.append("fail")
         text = part.text
     else:
-        inner = html.escape(str(part))
+        inner = html_text(part)
         text = str(part)
     if text and _looks_numeric(text):
         classes.append("num")
@@ -167,6 +180,10 @@ def _looks_numeric(text: str) -> bool:
         return False
 
 
+def _html_class(kind: str) -> str:
+    return f' class="{html_text(kind)}"' if kind else ""
+
+
 def to_html(doc: Document) -> str:
     out = [
         "<!DOCTYPE html>",
@@ -174,38 +191,36 @@ def to_html(doc: Document) -> str:
         "<head>",
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(doc.title)}</title>",
+        f"<title>{html_text(doc.title)}</title>",
         f"<style>{CSS}</style>",
         "</head>",
         "<body>",
-        f"<h1>{html.escape(doc.title)}</h1>",
+        f"<h1>{html_text(doc.title)}</h1>",
     ]
     for block in doc.blocks:
         if isinstance(block, Heading):
-            anchor = f' id="{html.escape(block.anchor, quote=True)}"' if block.anchor else ""
-            out.append(f"<h{block.level}{anchor}>{html.escape(block.text)}</h{block.level}>")
+            anchor = f' id="{html_text(block.anchor)}"' if block.anchor else ""
+            out.append(f"<h{block.level}{anchor}>{html_text(block.text)}</h{block.level}>")
         elif isinstance(block, Paragraph):
-            cls = f' class="{block.kind}"' if block.kind else ""
-            out.append(f"<p{cls}>{''.join(_html_inline(p) for p in block.parts)}</p>")
+            out.append(f"<p{_html_class(block.kind)}>{''.join(_html_inline(p) for p in block.parts)}</p>")
         elif isinstance(block, BulletList):
             out.append("<ul>")
             out += [f"<li>{''.join(_html_inline(p) for p in item)}</li>" for item in block.items]
             out.append("</ul>")
         elif isinstance(block, Table):
-            cls = f' class="{block.kind}"' if block.kind else ""
-            out.append(f"<table{cls}>")
+            out.append(f"<table{_html_class(block.kind)}>")
             if block.caption:
-                out.append(f"<caption>{html.escape(block.caption)}</caption>")
-            out.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in block.header) + "</tr></thead>")
+                out.append(f"<caption>{html_text(block.caption)}</caption>")
+            out.append("<thead><tr>" + "".join(f"<th>{html_text(h)}</th>" for h in block.header) + "</tr></thead>")
             out.append("<tbody>")
             for row in block.rows:
                 out.append("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>")
             out.append("</tbody></table>")
         elif isinstance(block, Image):
             out.append(
-                f'<figure><img src="{html.escape(block.src, quote=True)}" alt="{html.escape(block.alt, quote=True)}" '
+                f'<figure><img src="{html_text(relative_href(block.src))}" alt="{html_text(block.alt)}" '
                 f'loading="lazy">'
-                + (f"<figcaption>{html.escape(block.caption)}</figcaption>" if block.caption else "")
+                + (f"<figcaption>{html_text(block.caption)}</figcaption>" if block.caption else "")
                 + "</figure>"
             )
     out += ["</body>", "</html>", ""]

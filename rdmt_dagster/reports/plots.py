@@ -5,6 +5,9 @@ backend switch), as small PNGs. Building a figure (axes, ticks, colour bar)
 costs about as much as drawing it, so each thread keeps one map figure and
 one trend figure and only swaps their data: ~35 ms per PNG, which keeps a
 report of 8 metrics (16 PNGs) well under a second.
+
+Titles and axis labels show metric names and units from the database: they
+are drawn with mathtext off, so a ``$`` in them is text, never a formula.
 """
 
 from __future__ import annotations
@@ -56,9 +59,10 @@ class _MapFigure:
         ax.set_xlabel("amplifier (super-pixel column)", fontsize=8)
         ax.set_ylabel("super-pixel row", fontsize=8)
         ax.tick_params(labelsize=7)
-        self.title = ax.set_title("", fontsize=8.5)
+        self.title = ax.set_title("", fontsize=8.5, parse_math=False)
         self.colorbar = self.fig.colorbar(self.image, cax=self.fig.add_axes((0.78, 0.13, 0.03, 0.78)))
         self.colorbar.ax.tick_params(labelsize=7)
+        self.colorbar.ax.yaxis.label.set_parse_math(False)
 
     def render(self, path: Path, values: np.ndarray, failing: np.ndarray, title: str, unit: str) -> Path:
         grid = np.asarray(values, dtype=np.float64).reshape(N_SP_SIDE, N_SP_SIDE)
@@ -96,8 +100,8 @@ class _TrendFigure:
         ax.set_xlabel("USEAFTER", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.yaxis.get_offset_text().set_fontsize(7)
-        self.ylabel = ax.set_ylabel("", fontsize=8)
-        self.title = ax.set_title("", fontsize=8.5)
+        self.ylabel = ax.set_ylabel("", fontsize=8, parse_math=False)
+        self.title = ax.set_title("", fontsize=8.5, parse_math=False)
         self.legend = ax.legend(fontsize=7, loc="upper left", frameon=False)
         self.fig.subplots_adjust(left=0.17, right=0.97, bottom=0.2, top=0.88)
 
@@ -155,8 +159,8 @@ def trend_plot(path: Path, dates: list[datetime | None], values: list[float | No
     ax.plot(x, y, "o-", color=LINE_COLOUR, ms=3.5, lw=1.0)
     ax.plot(x[-1:], y[-1:], "*", color=FAIL_COLOUR if current_failed else PASS_COLOUR, ms=11)
     ax.set_xlabel("file (no USEAFTER)", fontsize=8)
-    ax.set_ylabel(unit or "value", fontsize=8)
+    ax.set_ylabel(unit or "value", fontsize=8, parse_math=False)
     ax.tick_params(labelsize=7)
-    ax.set_title(title, fontsize=8.5)
+    ax.set_title(title, fontsize=8.5, parse_math=False)
     fig.subplots_adjust(left=0.17, right=0.97, bottom=0.2, top=0.88)
     return _save(fig, Path(path))

@@ -29,6 +29,7 @@ import numpy as np
 from ..science.scales import N_AMPS, N_SUPERPIXELS
 from . import queries as q
 from .document import BulletList, Cell, Document, Heading, Image, Paragraph, Table, to_html, to_markdown
+from .escape import plain_text
 from .formatting import (
     Failure,
     change_reference_file,
@@ -54,6 +55,15 @@ def report_folder_name(filename: str) -> str:
     """The report folder of a reference file: its name with unsafe characters replaced."""
     name = _UNSAFE.sub("_", Path(filename).name)
     return name if name not in ("", ".", "..") else "_" + name
+
+
+def _figure_file(folder: Path, stem: str) -> Path:
+    """Where a figure of a report goes: its stem (from metric names) with unsafe characters replaced.
+
+    Metric names come from the database; a ``/`` or ``..`` in one must not
+    write outside the report folder or make an odd link.
+    """
+    return Path(folder) / f"{_UNSAFE.sub('_', stem)}.png"
 
 
 def report_relative_path(filename: str, fmt: str = "html") -> str:
@@ -196,7 +206,7 @@ def _figures(data: _ReportData, folder: Path) -> dict[str, Path]:
             regions = list(data.failed_regions.get(metric, {}))
             if regions:
                 failing[np.asarray(regions, dtype=np.int64)] = True
-            out[metric] = plots.superpixel_map(folder / f"{metric}.png", m.superpixel, failing, metric, m.unit)
+            out[metric] = plots.superpixel_map(_figure_file(folder, metric), m.superpixel, failing, metric, m.unit)
     by_id = data.history_values
     for m in data.metrics:
         if m.detector is None and f"detector_{m.base}" not in by_id:
@@ -207,7 +217,8 @@ def _figures(data: _ReportData, folder: Path) -> dict[str, Path]:
         dates = [f.useafter for f in files]
         values = [m.detector if f.id == data.record.id else values_by_file.get(f.id) for f in files]
         failed = metric in data.failed_regions
-        out[metric + "@trend"] = plots.trend_plot(folder / f"trend_{m.base}.png", dates, values, metric, m.unit, failed)
+        out[metric + "@trend"] = plots.trend_plot(_figure_file(folder, f"trend_{m.base}"), dates, values, metric,
+                                                  m.unit, failed)
     return out
 
 
@@ -428,6 +439,7 @@ def write_reports(database, filenames, out_dir, log=None, workers: int = 1) -> t
         else:
             errors[name] = error
             if log is not None:
-                log.error(f"report of {name} failed: {error}")
+                # One log line per failure, whatever the file name holds.
+                log.error(plain_text(f"report of {name} failed: {error}"))
     write_index(database, out_dir)
     return reports, errors

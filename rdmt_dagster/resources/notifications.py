@@ -27,6 +27,10 @@ Environment variables read by `notifications_from_env`:
 ``RDMT_NOTIFY_BACKOFF``         seconds before the 2nd try, doubling (default 1)
 ``RDMT_NOTIFY_TIMEOUT``         seconds per network call (default 10)
 =============================  ==============================================
+
+Every text this resource logs or returns (channel errors, configuration
+problems) is scrubbed of the secrets above and of URL credentials
+(`rdmt_dagster.notify.secrets`).
 """
 
 
@@ -38,6 +42,7 @@ import dagster as dg
 from ..notify import CHANNELS, EmailNotifier, LogNotifier, SlackNotifier, SNSNotifier, notify_failures
 from ..notify.dispatch import DeliveryReport
 from ..notify.message import base_url_report_link, default_report_link
+from ..notify.secrets import SecretScrubber
 from . import env_or
 
 NOTIFICATIONS_LOG = "notifications.log"
@@ -71,8 +76,13 @@ class NotificationsConfig(dg.ConfigurableResource):
             return base_url_report_link(self.report_base_url)(filename)
         return default_report_link(filename)
 
+    def secret_values(self) -> tuple[str, ...]:
+        """The configured secrets (Slack webhook URL, SMTP password), to scrub from every text."""
+        return tuple(s for s in (self.slack_webhook_url, self.smtp_password) if s)
+
     def build_notifiers(self, home: str | Path, log=None) -> tuple[list, dict[str, str]]:
-        """The enabled channels, and channel -> problem for those that cannot be built."""
+        """The enabled channels, and channel -> problem (scrubbed) for those that cannot be built."""
+        scrub = SecretScrubber(self.secret_values())
         notifiers, problems = [], {}
         for raw in self.channels:
             name = raw.strip().lower()
@@ -95,14 +105,14 @@ class NotificationsConfig(dg.ConfigurableResource):
                 else:
                     problems[name] = f"unknown channel (known: {', '.join(CHANNELS)})"
             except ValueError as exc:
-                problems[name] = str(exc)
+                problems[name] = scrub(str(exc))
         return notifiers, problems
 
     def notify(self, database, filenames, home: str | Path, log=None) -> DeliveryReport:
         """Send the failure summary of ``filenames`` on every channel (never raises)."""
         notifiers, problems = self.build_notifiers(home, log)
         return notify_failures(database, list(filenames), notifiers, self.report_link, self.attempts,
-                               self.backoff_seconds, log, problems)
+                               self.backoff_seconds, log, problems, self.secret_values())
 
 
 def _env_list(name: str, default: list[str]) -> list[str]:

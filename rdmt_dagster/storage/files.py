@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..reports.escape import plain_text
 from ..science.metrics import MetricSet
 from ..science.monitor import EvaluationSet
 from ..science.scales import region_ids
@@ -110,8 +111,18 @@ class ParquetStore:
         return _replace_leaf(leaf, evaluations_table(evaluation_set, monitor_version))
 
 
+def _meta_text(value) -> str | None:
+    """A metadata string on one line: the ECSV header is YAML in ``#`` comment lines."""
+    return None if value is None else plain_text(value)
+
+
 def write_ecsv(root: str | Path, metric_set: MetricSet, evaluation_set: EvaluationSet) -> Path:
-    """One astropy-readable ECSV file with a file's metrics and their evaluations."""
+    """One astropy-readable ECSV file with a file's metrics and their evaluations.
+
+    The metadata strings (file name, detector, reference type, ...) come from
+    the file: control characters and line breaks in them become spaces, so
+    each stays one line of the YAML header.
+    """
     from astropy.table import Table
 
     info = metric_set.info
@@ -133,10 +144,13 @@ def write_ecsv(root: str | Path, metric_set: MetricSet, evaluation_set: Evaluati
             table[f"{prefix}_reference"][rows] = ev.reference
         table[f"{prefix}_passed"][rows] = ev.passed
     table.meta.update({
-        "filename": info.filename, "monitor": info.monitor, "detector": info.detector, "reftype": info.reftype,
+        "filename": _meta_text(info.filename), "monitor": _meta_text(info.monitor),
+        "detector": _meta_text(info.detector), "reftype": _meta_text(info.reftype),
         "useafter": info.useafter.isoformat() if info.useafter else None,
-        "monitor_version": metric_set.monitor_version, "standards_hash": evaluation_set.standards_hash,
-        "compared_with": sorted({e.reference_files for e in evaluation_set.evaluations if e.reference_files}),
+        "monitor_version": _meta_text(metric_set.monitor_version),
+        "standards_hash": _meta_text(evaluation_set.standards_hash),
+        "compared_with": sorted({_meta_text(e.reference_files) for e in evaluation_set.evaluations
+                                 if e.reference_files}),
         "n_failed": evaluation_set.n_failed,
     })
     path = Path(root, info.monitor, info.detector or "unknown", Path(info.filename).stem + ".ecsv")
