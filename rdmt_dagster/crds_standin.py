@@ -7,7 +7,10 @@ It speaks the part of the CRDS protocol that the official ``crds`` client
   ``CheckingProxy``): ``get_default_context``, ``get_server_info``,
   ``get_mapping_names``, ``get_reference_names``, ``get_file_info``,
   ``get_file_info_map``, ``get_url``, ``get_context_history``,
-  ``list_mappings``, ``list_references``. Answers are
+  ``list_mappings``, ``list_references``. As on the real server, the context
+  history lists when each context became the default (microsecond dates), not
+  every context written: a delivery with ``make_default=False`` enters it
+  when `set_default` makes it the default. Answers are
   ``{"jsonrpc": "1.0", "id": ..., "result": ..., "error": null}``; failures
   put ``{"message": ...}`` in ``error``.
 * ``get_server_info`` carries what ``crds.client.api`` needs to download:
@@ -44,7 +47,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -203,9 +206,11 @@ class CRDSStandIn:
         self._rmaps: dict[tuple[str, str], str] = {}
         self._imaps: dict[str, str] = {}
         self._contexts: list[tuple[str, str, str]] = []  # (date, pmap, description)
+        self._history: list[tuple[str, str, str]] = []  # (date, pmap, description) of each new default
+        self._last_stamp = ""
         self._mapping_closure: dict[str, list[str]] = {}
         self._mapping_meta: dict[str, tuple[int, str]] = {}
-        self.default_context = self._new_context({}, "initial (empty) context")
+        self._make_default(self._new_context({}, "initial (empty) context"), "initial (empty) context")
 
     # -- life cycle -------------------------------------------------------
     @property
@@ -265,11 +270,25 @@ class CRDSStandIn:
                     names.update(self._rmap_references(mapping))
             return sorted(names)
 
-    def set_default(self, context: str) -> None:
+    def set_default(self, context: str, description: str = "set as the default") -> None:
+        """Make ``context`` the default (also an earlier one: a rollback)."""
         with self._lock:
             if context not in self._mapping_closure:
                 raise KeyError(f"unknown context {context}")
-            self.default_context = context
+            self._make_default(context, description)
+
+    def _make_default(self, context: str, description: str) -> None:
+        self.default_context = context
+        self._history.append((self._stamp(), context, description))
+
+    def _stamp(self) -> str:
+        """Now, strictly after the previous stamp: the client orders the history by date."""
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        if stamp <= self._last_stamp:
+            last = datetime.strptime(self._last_stamp, "%Y-%m-%d %H:%M:%S.%f")
+            stamp = (last + timedelta(microseconds=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        self._last_stamp = stamp
+        return stamp
 
     def deliver(self, paths, reftype: str | None = None, detector: str | None = None,
                 instrument: str | None = None, useafter: str | None = None,
@@ -317,7 +336,7 @@ class CRDSStandIn:
                 self._imaps[instr] = self._write_imap(instr)
             context = self._new_context(dict(self._imaps), description)
             if make_default:
-                self.default_context = context
+                self._make_default(context, description)
             return context
 
     # -- mapping files ----------------------------------------------------
@@ -379,8 +398,7 @@ class CRDSStandIn:
         for imap in imaps.values():
             closure.update(self._mapping_closure[imap])
         self._mapping_closure[name] = sorted(closure)
-        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        self._contexts.append((when, name, description))
+        self._contexts.append((self._stamp(), name, description))
         return name
 
     def _rmap_references(self, rmap_name: str) -> set[str]:
@@ -450,7 +468,7 @@ class CRDSStandIn:
             "mapping_url": {OBSERVATORY: base + MAPPINGS_ROUTE},
             "reference_url": {OBSERVATORY: base + REFERENCES_ROUTE},
             "download_metadata": crds_encode(metadata),
-            "context_history": [list(c) for c in self._contexts],
+            "context_history": [list(c) for c in self._history],
         }
 
     def _rpc_get_mapping_names(self, context):
@@ -487,7 +505,7 @@ class CRDSStandIn:
 
     def _rpc_get_context_history(self, observatory=None):
         self._check_observatory(observatory)
-        return [list(c) for c in self._contexts]
+        return [list(c) for c in self._history]
 
     def _rpc_list_mappings(self, observatory=None, glob_pattern="*"):
         return sorted(n for n in self._mapping_meta if fnmatch.fnmatch(n, glob_pattern))

@@ -28,7 +28,8 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setenv("CRDS_SERVER_URL", standin.url)
     monkeypatch.setenv("CRDS_PATH", str(tmp_path / "crds_cache"))
     monkeypatch.setenv("CRDS_CLIENT_TIMEOUT_SECONDS", "10")
-    for name in ("RDMT_CRDS_START_CONTEXT", "RDMT_CRDS_MAX_FILES_PER_TICK", "RDMT_CRDS_TICK_BUDGET_SECONDS"):
+    for name in ("RDMT_CRDS_START_CONTEXT", "RDMT_CRDS_MAX_FILES_PER_TICK", "RDMT_CRDS_TICK_BUDGET_SECONDS",
+                 "RDMT_CRDS_MAX_ATTEMPTS"):
         monkeypatch.delenv(name, raising=False)
     # Only darks are monitored here, whatever monitors exist, so that flats stand for "not monitored".
     monkeypatch.setattr(crds_module, "monitored_reftypes", lambda: {"dark"})
@@ -61,17 +62,20 @@ def deliver(standin, files, *specs):
 
 
 def requested_keys(result):
+    if isinstance(result, dg.SkipReason):
+        return []
     return [key for request in result.dynamic_partitions_requests for key in request.partition_keys]
 
 
 def test_monitored_types_come_from_the_monitor_registry():
     from crds.roman import FILEKINDS
 
-    from rdmt_dagster.science.monitor import registry
+    from rdmt_dagster.science.monitor import arm_monitors
 
     assert model_reftype("DarkRefModel") == "dark"
     assert model_reftype("ReadnoiseRefModel") == "readnoise"
-    assert monitored_reftypes() == {model_reftype(m.model) for m in registry().values()}
+    # The reference arm only: the L2 monitors read images, which CRDS does not deliver.
+    assert monitored_reftypes() == {model_reftype(m.model) for m in arm_monitors("reference").values()}
     assert model_reftype("SuperbiasRefModel") == "bias"  # the schema's reftype, not the class name
     assert "dark" in monitored_reftypes()
     assert monitored_reftypes() <= set(FILEKINDS) | {"bias"}  # (crds 14.0 has no roman bias rmap)
@@ -232,3 +236,244 @@ def test_requested_run_measures_the_fetched_file(setup, monkeypatch):
     assert outcome.success
     status = RDMTConfig(home=str(home)).database().file_status("roman_wfi_dark_0001.asdf")
     assert status["status"] == "ok" and status["detector"] == "WFI05"
+
+
+def run_ranges(result):
+    return [(r.tags[RANGE_START], r.tags[RANGE_END], r.tags["rdmt/crds_context"]) for r in result.run_requests]
+
+
+def test_every_context_between_two_ticks_is_walked(setup):
+    """A -> B -> C between two ticks: the files B added and C replaced are monitored too, one run per context."""
+    standin, home, instance, files = setup
+    _, cursor = tick(instance, home)
+    b = deliver(standin, files, ("roman_wfi_dark_0001.asdf", "DARK", "WFI01"), ("roman_wfi_dark_0002.asdf", "DARK", "WFI02"))
+    c = deliver(standin, files, ("roman_wfi_dark_0003.asdf", "DARK", "WFI01"),  # replaces 0001
+                ("roman_wfi_dark_0004.asdf", "DARK", "WFI02"))  # replaces 0002
+    result, cursor = tick(instance, home, cursor)
+    names = [f"roman_wfi_dark_000{i}.asdf" for i in (1, 2, 3, 4)]
+    assert requested_keys(result) == names
+    assert run_ranges(result) == [(names[0], names[1], b), (names[2], names[3], c)]
+    assert instance.get_dynamic_partitions(PARTITIONS) == names
+    assert CRDSCursor.parse(cursor) == CRDSCursor(context=c)
+    database = RDMTConfig(home=str(home)).database()
+    assert all(Path(database.file_status(n)["path"]).is_file() for n in names)
+
+
+def test_the_walk_is_bounded_per_tick_and_kept_in_the_cursor(setup):
+    standin, home, instance, files = setup
+    _, cursor = tick(instance, home)
+    deliver(standin, files, ("roman_wfi_dark_0001.asdf", "DARK", "WFI01"), ("roman_wfi_dark_0002.asdf", "DARK", "WFI02"))
+    deliver(standin, files, ("roman_wfi_flat_0001.asdf", "FLAT", "WFI01"))  # adds nothing monitored
+    last = deliver(standin, files, ("roman_wfi_dark_0003.asdf", "DARK", "WFI01"))
+    seen = []
+    for _ in range(4):
+        result, cursor = tick(instance, home, cursor, max_files=1)
+        assert len(requested_keys(result)) <= 1
+        seen.append(requested_keys(result))
+    assert seen == [["roman_wfi_dark_0001.asdf"], ["roman_wfi_dark_0002.asdf"], ["roman_wfi_dark_0003.asdf"], []]
+    assert CRDSCursor.parse(cursor) == CRDSCursor(context=last)
+    assert standin.requests.count("get_context_history") == 1  # the walk is read once, then kept in the cursor
+
+
+def test_a_rollback_still_monitors_the_context_rolled_back(setup):
+    """A -> B -> C -> B: C was the default for a while, its file is monitored; B's is not handed off twice."""
+    standin, home, instance, files = setup
+    _, cursor = tick(instance, home)
+    b = deliver(standin, files, ("roman_wfi_dark_0001.asdf", "DARK", "WFI01"))
+    c = deliver(standin, files, ("roman_wfi_dark_0002.asdf", "DARK", "WFI01"))  # replaces 0001
+    standin.set_default(b, "rollback")
+    result, cursor = tick(instance, home, cursor)
+    assert run_ranges(result) == [("roman_wfi_dark_0001.asdf",) * 2 + (b,), ("roman_wfi_dark_0002.asdf",) * 2 + (c,)]
+    assert CRDSCursor.parse(cursor) == CRDSCursor(context=b)
+    result, _ = tick(instance, home, cursor)
+    assert isinstance(result, dg.SkipReason)
+
+
+def test_context_steps():
+    from rdmt_dagster.sensors.crds import context_steps
+
+    history = ["roman_0001.pmap", "roman_0003.pmap", "roman_0005.pmap", "roman_0003.pmap"]
+    assert context_steps(history, "roman_0001.pmap", "roman_0003.pmap") == history[1:]
+    assert context_steps(history, "roman_0005.pmap", "roman_0003.pmap") == ["roman_0003.pmap"]
+    assert context_steps(history, None, "roman_0003.pmap") == ["roman_0003.pmap"]
+    assert context_steps(history, "none", "roman_0003.pmap") == ["roman_0003.pmap"]
+    # A start that never was the default is placed by its serial number.
+    assert context_steps(history, "roman_0004.pmap", "roman_0003.pmap") == ["roman_0005.pmap", "roman_0003.pmap"]
+    # The server's history may not list the newest default yet.
+    assert context_steps(history, "roman_0003.pmap", "roman_0006.pmap") == ["roman_0006.pmap"]
+
+
+def test_a_file_that_cannot_be_fetched_is_recorded_as_an_error_and_does_not_block(setup, monkeypatch):
+    standin, home, instance, files = setup
+    monkeypatch.setenv("RDMT_CRDS_MAX_ATTEMPTS", "3")
+    _, cursor = tick(instance, home)
+    b = deliver(standin, files, ("roman_wfi_dark_0001.asdf", "DARK", "WFI01"), ("roman_wfi_dark_0002.asdf", "DARK", "WFI02"))
+    (standin.reference_dir / "roman_wfi_dark_0001.asdf").unlink()  # published, then gone: HTTP 404
+    c = deliver(standin, files, ("roman_wfi_dark_0003.asdf", "DARK", "WFI03"))
+
+    keys, contexts = [], []
+    for _ in range(4):
+        result, cursor = tick(instance, home, cursor)
+        keys.append(requested_keys(result))
+        contexts.append(CRDSCursor.parse(cursor).context)
+    assert keys == [[], ["roman_wfi_dark_0002.asdf"], ["roman_wfi_dark_0001.asdf"], ["roman_wfi_dark_0003.asdf"]]
+    assert contexts[2:] == [b, c]
+    assert CRDSCursor.parse(cursor) == CRDSCursor(context=c)
+
+    status = RDMTConfig(home=str(home)).database().file_status("roman_wfi_dark_0001.asdf")
+    path = Path(status["path"])
+    assert status["status"] == "registered" and path.name == "roman_wfi_dark_0001.asdf" and not path.exists()
+    assert [r.tags[RANGE_START] for r in result.run_requests] == ["roman_wfi_dark_0003.asdf"]
+
+
+def test_a_file_given_up_keeps_a_registration_made_elsewhere(setup, monkeypatch):
+    standin, home, instance, files = setup
+    _, cursor = tick(instance, home)
+    deliver(standin, files, ("roman_wfi_dark_0001.asdf", "DARK", "WFI01"))
+    (standin.reference_dir / "roman_wfi_dark_0001.asdf").unlink()
+    database = RDMTConfig(home=str(home)).database()
+    database.register("roman_wfi_dark_0001.asdf", str(files / "roman_wfi_dark_0001.asdf"))  # rdmt submit
+    result, cursor = tick(instance, home, cursor, max_attempts=1)
+    assert requested_keys(result) == ["roman_wfi_dark_0001.asdf"]
+    assert database.file_status("roman_wfi_dark_0001.asdf")["path"] == str(files / "roman_wfi_dark_0001.asdf")
+
+
+@pytest.mark.slow
+def test_the_run_of_a_file_given_up_records_an_error_naming_it(setup, monkeypatch):
+    from rdmt_dagster.assets.reference_files import FILES_READABLE
+    from rdmt_dagster.definitions import build_definitions
+    from rdmt_dagster.synthetic import write_dark
+
+    standin, home, instance, files = setup
+    _, cursor = tick(instance, home)
+    paths = [write_dark(files / f"roman_wfi_dark_000{i}.asdf", f"WFI0{i}", i, "2027-01-01T00:00:00") for i in (1, 2)]
+    standin.deliver(paths)
+    good, gone = paths[0].name, paths[1].name
+    (standin.reference_dir / gone).unlink()
+    result, cursor = tick(instance, home, cursor, max_attempts=1)
+    (run,) = result.run_requests
+    assert (run.tags[RANGE_START], run.tags[RANGE_END]) == (good, gone)
+
+    monkeypatch.setenv("RDMT_HOME", str(home))
+    monkeypatch.delenv("RDMT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("RDMT_NOTIFY_CHANNELS", raising=False)
+    defs = build_definitions()
+    outcome = defs.resolve_job_def("monitor_reference_files").execute_in_process(
+        instance=instance, tags=run.tags, raise_on_error=False)
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+              for e in outcome.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert not checks[FILES_READABLE].passed
+    assert list(checks[FILES_READABLE].metadata["errors"].value) == [gone]
+    database = RDMTConfig(home=str(home)).database()
+    status = database.file_status(gone)
+    assert status["status"] == "error" and gone in status["error"]
+    assert database.file_status(good)["status"] == "ok"
+    assert gone in (home / "notifications.log").read_text()
+
+
+CORRUPT_CURSORS = [
+    "not json {",
+    '"roman_0002.pmap"',
+    "42",
+    "[1, 2]",
+    '{"context": 5}',
+    '{"context": "roman_0002.pmap", "target": "roman_0002.pmap", "pending": "roman_wfi_dark_0001.asdf"}',
+    '{"context": "roman_0002.pmap", "target": "roman_0002.pmap", "pending": null}',
+    '{"context": "roman_0002.pmap", "target": null, "pending": ["roman_wfi_dark_0001.asdf"]}',
+    '{"context": "roman_0002.pmap", "target": "roman_0002.pmap", "pending": ["../../etc/passwd"]}',
+    '{"context": "roman_0002.pmap", "target": "roman_0002.pmap", "pending": ["roman_wfi_dark_0001.asdf"], '
+    '"attempts": {"roman_wfi_dark_0001.asdf": "many"}}',
+    '{"context": "roman_0002.pmap", "steps": "roman_0003.pmap"}',
+]
+
+
+@pytest.mark.parametrize("text", CORRUPT_CURSORS)
+def test_corrupt_cursor_is_rejected_when_read(text):
+    from rdmt_dagster.sensors.crds import CursorError
+
+    with pytest.raises(CursorError):
+        CRDSCursor.parse(text)
+
+
+@pytest.mark.parametrize("text", CORRUPT_CURSORS)
+def test_corrupt_cursor_is_rebuilt_without_skipping_files_registered_but_not_monitored(setup, text, capsys):
+    from rdmt_dagster.science.metrics import FileInfo, MetricSet
+
+    standin, home, instance, files = setup
+    _, cursor = tick(instance, home)
+    b = deliver(standin, files, ("roman_wfi_dark_0001.asdf", "DARK", "WFI01"), ("roman_wfi_dark_0002.asdf", "DARK", "WFI02"))
+    tick(instance, home, cursor)  # both registered and handed off; 0002 has been monitored since
+    database = RDMTConfig(home=str(home)).database()
+    database.write_metrics(MetricSet(FileInfo("roman_wfi_dark_0002.asdf", "", ""), "", error="measured"))
+    capsys.readouterr()
+
+    result, cursor = tick(instance, home, text)
+    # 0001 gets its run again (it is a partition already), 0002 does not.
+    assert requested_keys(result) == [] and run_ranges(result) == [("roman_wfi_dark_0001.asdf",) * 2 + (b,)]
+    assert CRDSCursor.parse(cursor) == CRDSCursor(context=b)
+    assert "invalid cursor" in capsys.readouterr().err
+    result, _ = tick(instance, home, cursor)
+    assert isinstance(result, dg.SkipReason)
+
+
+def test_corrupt_cursor_with_a_start_context_walks_again_from_it(setup, monkeypatch):
+    from rdmt_dagster.science.metrics import FileInfo, MetricSet
+
+    standin, home, instance, files = setup
+    monkeypatch.setenv("RDMT_CRDS_START_CONTEXT", "none")
+    deliver(standin, files, ("roman_wfi_dark_0001.asdf", "DARK", "WFI01"))
+    result, cursor = tick(instance, home)
+    assert requested_keys(result) == ["roman_wfi_dark_0001.asdf"]
+    RDMTConfig(home=str(home)).database().write_metrics(
+        MetricSet(FileInfo("roman_wfi_dark_0001.asdf", "", ""), "", error="measured"))
+    current = deliver(standin, files, ("roman_wfi_dark_0002.asdf", "DARK", "WFI02"))
+    result, cursor = tick(instance, home, '{"pending": 7}')
+    assert requested_keys(result) == ["roman_wfi_dark_0002.asdf"]  # 0001 was monitored already
+    assert CRDSCursor.parse(cursor) == CRDSCursor(context=current)
+
+
+def test_a_server_down_during_a_rebuild_leaves_the_cursor_alone(setup):
+    standin, home, instance, files = setup
+    standin.stop()
+    result, cursor = tick(instance, home, "garbage")
+    assert isinstance(result, dg.SkipReason) and cursor == "garbage"
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("https://user:s3cret@crds.example.org:8443/roman/?token=abc123#frag", "https://crds.example.org:8443/roman/"),
+    ("https://crds.example.org", "https://crds.example.org"),
+    ("http://:s3cret@[::1]:8000/x?sig=abc123", "http://[::1]:8000/x"),
+    ("user:s3cret@crds.example.org/x?token=abc123", "//crds.example.org/x"),
+])
+def test_redact(url, expected):
+    from rdmt_dagster.sensors.crds import _redact
+
+    assert _redact(url) == expected
+
+
+def test_server_url_credentials_are_never_logged(setup, monkeypatch, capsys):
+    from rdmt_dagster.sensors.crds import _short
+
+    standin, home, instance, files = setup
+    url = f"http://crds:s3cret@localhost:{standin.port}/?token=abc123"
+    monkeypatch.setenv("CRDS_SERVER_URL", url)
+    result, _ = tick(instance, home)
+    logged = capsys.readouterr().err
+    assert f"CRDS server http://localhost:{standin.port}/ unavailable" in logged
+    for text in (logged, result.skip_message):
+        assert "s3cret" not in text and "abc123" not in text
+    # Errors of the client may quote a URL, or a piece of the configured one.
+    error = OSError(f"Failed downloading from url '{url}x.asdf': nonnumeric port: 's3cret@localhost'")
+    assert "s3cret" not in _short(error) and "abc123" not in _short(error)
+
+
+def test_the_context_history_lists_the_defaults_in_order(setup, tmp_path):
+    """What the walk reads: contexts that were the default, not every context written, rollbacks included."""
+    standin, home, instance, files = setup
+    first = standin.default_context
+    quiet = standin.deliver([small_reference(files / "roman_wfi_dark_0001.asdf")], make_default=False)
+    second = deliver(standin, files, ("roman_wfi_dark_0002.asdf", "DARK", "WFI02"))
+    standin.set_default(quiet, "late")
+    standin.set_default(second, "back")
+    client = crds_module.CRDSClient(standin.url, str(tmp_path / "crds_cache"))
+    assert client.history() == [first, second, quiet, second]
