@@ -59,7 +59,7 @@ def _submit(args) -> int:
     from .submission import SubmissionError, submit
 
     try:
-        names = submit(args.files)
+        names = submit(args.files, replace=args.replace)
     except (FileNotFoundError, SubmissionError) as exc:
         print(f"rdmt submit: {exc}", file=sys.stderr)
         return 2
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="register delivered files for monitoring by the platform")
     submit.add_argument("files", nargs="+", metavar="FILE")
+    submit.add_argument("--replace", action="store_true",
+                        help="register a file whose content differs from the one monitored under its name as a new "
+                             "version, measured again (its earlier results are replaced)")
     submit.set_defaults(func=_submit)
 
     demo = sub.add_parser("demo", help="monitor two synthetic dark deliveries through Dagster")

@@ -1,5 +1,7 @@
 """The reduction layer against independent numpy computations on constructed arrays."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -192,3 +194,123 @@ def test_embedding_keeps_the_array_type():
     assert S.detector_frame(np.zeros((4088, 4088), np.uint16)).dtype == np.float64  # NaN border needs a float
     frame = S.detector_frame(np.ones((4088, 4088), np.float32))
     assert np.isnan(frame[:4]).all() and np.isnan(frame[:, -4:]).all() and frame[4:-4, 4:-4].all()
+
+
+# --- exact percentiles ------------------------------------------------------------------------------
+
+Q_EXACT = [0, 1, 12.5, 50, 90, 95, 99, 100]
+
+
+def nanpercentile_per_region(frame, q):
+    """``np.nanpercentile`` of every region, the values kept in ``frame``'s dtype (inf and the border as NaN).
+
+    One call per region (a call along an axis takes the output dtype from
+    its first row, float32 for an empty one). Amps and super-pixels are
+    sorted first, which changes nothing but numpy's time to select.
+    """
+    f = np.array(frame, copy=True)
+    f[~np.isfinite(f)] = np.nan
+    f[:4], f[-4:], f[:, :4], f[:, -4:] = np.nan, np.nan, np.nan, np.nan
+    amps = [f[:, x : x + 128] for x in range(0, 4096, 128)]
+    superpixels = [f[y : y + 128, x : x + 128] for y in range(0, 4096, 128) for x in range(0, 4096, 128)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # empty regions
+
+        def each(regions):
+            return np.array([np.nanpercentile(np.sort(r, axis=None), q) for r in regions], dtype=np.float64).T
+
+        return {"detector": np.nanpercentile(f, q)[:, None], "amp": each(amps), "superpixel": each(superpixels)}
+
+
+def assert_exact_percentiles(frame, q=Q_EXACT, reducer_input=None):
+    """RegionReducer percentiles equal to np.nanpercentile, bit for bit, at every scale."""
+    got = S.RegionReducer(frame if reducer_input is None else reducer_input).percentiles(q)
+    expected = nanpercentile_per_region(frame, q)
+    for i, qi in enumerate(q):
+        for scale in ("detector", "amp", "superpixel"):
+            np.testing.assert_array_equal(got[float(qi)][scale], expected[scale][i], err_msg=f"q={qi} {scale}")
+    return got
+
+
+def test_percentiles_equal_nanpercentile_float32_with_nan_inf_odd_regions_and_embedding(rates):
+    a = rates.copy()
+    a[128 * 7 : 128 * 8, 128 * 3 : 128 * 4] = np.nan
+    a[128 * 7 + 5, 128 * 3 + 9] = 0.25  # a super-pixel with one pixel
+    a[128 * 8 : 128 * 9, 128 * 3 : 128 * 4] = np.inf  # only infinities: empty
+    a[128 * 8, 128 * 3 : 128 * 3 + 2] = [-0.0, 0.0]  # ... but for two zeros
+    a[3000:3100, 4000:4050] = -np.inf
+    a[:, 128 * 20 : 128 * 21] = np.nan  # an empty amp
+    got = assert_exact_percentiles(a)
+    embedded = S.RegionReducer(a[4:-4, 4:-4].copy()).percentiles(Q_EXACT)  # the 4088x4088 science area
+    for qi in Q_EXACT:
+        for scale in ("detector", "amp", "superpixel"):
+            np.testing.assert_array_equal(embedded[float(qi)][scale], got[float(qi)][scale])
+
+
+def test_percentiles_equal_nanpercentile_float64_signed_and_tied():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4096, 4096))
+    kind = rng.integers(0, 100, a.shape, dtype=np.uint8)
+    a[kind < 20] = 0.0
+    a[(kind >= 20) & (kind < 40)] = -0.0
+    a[kind == 40] = np.nan
+    a[:128, 128:256] = 7.0  # a constant super-pixel
+    a[:, 256:384] = -2.5  # a constant amp
+    a[500, 600] = np.inf
+    assert_exact_percentiles(a, q=[0, 1, 50, 99, 100])
+
+
+def test_percentiles_equal_nanpercentile_with_heavy_ties():
+    """Integer values: each of the few distinct values is shared by millions of pixels."""
+    rng = np.random.default_rng(4)
+    a = np.minimum(rng.integers(0, 16, (4096, 4096), dtype=np.uint8), 3).astype(np.float32)
+    a[1000:3000, 1000:1100] = 1e30  # a far tail
+    assert_exact_percentiles(a)
+    b = np.full((4096, 4096), 5.0, dtype=np.float32)
+    b[rng.random(b.shape) < 1e-4] = 4.0  # nearly everything in one value
+    assert_exact_percentiles(b, q=[0, 0.001, 0.005, 50, 100])
+
+
+def test_sparse_frame_and_an_all_nan_frame():
+    """Most regions empty (NaN, count 0); a few with a handful of pixels, including one."""
+    rng = np.random.default_rng(8)
+    a = np.full((4096, 4096), np.nan, dtype=np.float32)
+    ys, xs = rng.integers(4, 4092, 300), rng.integers(4, 4092, 300)
+    a[ys, xs] = rng.normal(0, 1, 300).astype(np.float32)
+    assert_exact_percentiles(a)
+    r = S.RegionReducer(np.full((4096, 4096), np.nan))
+    assert r.count.detector[0] == 0
+    pct = r.percentiles([50])[50.0]
+    assert np.isnan(pct.detector).all() and np.isnan(pct.amp).all() and np.isnan(pct.superpixel).all()
+
+
+def test_percentiles_outside_0_100_are_rejected():
+    with pytest.raises(ValueError, match="100"):
+        S.RegionReducer(np.ones((4096, 4096), dtype=np.float32)).percentiles([50, 101])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kth_of_sorted_runs_small_chunks_ties_and_signed_zeros(dtype):
+    """Random groups, lengths, ties and zeros of both signs, against a full sort, for several chunk sizes."""
+    rng = np.random.default_rng(13)
+    for trial in range(30):
+        n_runs, length = int(rng.integers(1, 12)), int(rng.integers(1, 200))
+        values = rng.integers(-3, 4, (n_runs, length)).astype(dtype) if trial % 2 else rng.normal(
+            0, 1, (n_runs, length)).astype(dtype)
+        values[rng.random(values.shape) < 0.2] = -0.0
+        n = rng.integers(0, length + 1, n_runs)
+        runs = np.full((n_runs, length), np.nan, dtype=dtype)
+        for i in range(n_runs):
+            runs[i, : n[i]] = np.sort(values[i, : n[i]])
+        groups = rng.integers(0, 3, n_runs)
+        ranks, expected = [], []
+        for g in range(3):
+            merged = np.sort(np.concatenate([runs[i, : n[i]] for i in np.flatnonzero(groups == g)] + [runs[:0, 0]]))
+            r = rng.integers(0, max(merged.size, 1), 5)
+            ranks.append(r)
+            expected.append(merged[r] if merged.size else np.full(5, np.nan))
+        for chunk in (1, 2, 5, 32):
+            got = S.kth_of_sorted_runs(runs, n, np.array(ranks), groups, chunk=chunk)
+            for g in range(3):
+                if not np.isnan(expected[g]).all():
+                    np.testing.assert_array_equal(got[g], expected[g])

@@ -1,6 +1,11 @@
-"""Storage round trips: SQLite, PostgreSQL and MariaDB; Parquet (pyarrow, pandas, duckdb); ECSV."""
+"""Storage round trips and migrations: SQLite, PostgreSQL and MariaDB; Parquet (pyarrow, pandas, duckdb); ECSV.
 
+Also the Dagster instance configurations (run retries).
+"""
+
+import shutil
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +14,15 @@ from rdmt_dagster.science.metrics import Metric, MetricSet, ReferenceFileInfo
 from rdmt_dagster.science.monitor import evaluate
 from rdmt_dagster.science.scales import ScaleValues
 from rdmt_dagster.science.standards import Standards
-from rdmt_dagster.storage.database import Database, failed_evaluations_query, sqlite_url
+from rdmt_dagster.storage.database import (
+    HEAD_REVISION,
+    REGISTERED,
+    REPLACED,
+    ContentChangedError,
+    Database,
+    failed_evaluations_query,
+    sqlite_url,
+)
 from rdmt_dagster.storage.files import ParquetStore, write_ecsv
 
 
@@ -105,6 +118,78 @@ def test_registration_is_idempotent(database):
     assert database.count_rows("reference_file") == 1
 
 
+def test_same_content_registered_again_is_harmless_and_other_content_is_refused(database):
+    ms = make_set("x.asdf", "WFI01", datetime(2027, 1, 1), 0.005)
+    first = database.register("x.asdf", "/in/x.asdf", "a" * 64)
+    database.write_metrics(ms)
+    assert database.register("x.asdf", "/moved/x.asdf", "a" * 64) == first
+    with pytest.raises(ContentChangedError, match="x.asdf: its content differs") as raised:
+        database.register("x.asdf", "/other/x.asdf", "b" * 64)
+    assert raised.value.registered_path == "/moved/x.asdf"
+    status = database.file_status("x.asdf")
+    assert (status["path"], status["checksum"], status["status"], status["version"]) == (
+        "/moved/x.asdf", "a" * 64, "ok", 1)
+    assert database.count_rows("metric_value") == 1057 * 2 + 33
+
+
+def test_new_version_deletes_the_earlier_results(database):
+    ms = make_set("x.asdf", "WFI01", datetime(2027, 1, 1), 0.005)
+    database.register("x.asdf", "/in/x.asdf", "a" * 64)
+    database.write_metrics(ms)
+    standards = Standards().for_monitor("dark")
+    database.write_standards(standards)
+    database.write_evaluations(evaluate(ms, standards), "1.0.0")
+    database.register("x.asdf", "/new/x.asdf", "b" * 64, replace=True, replaced_status=REPLACED)
+    status = database.file_status("x.asdf")
+    assert (status["path"], status["checksum"], status["status"], status["version"], status["error"]) == (
+        "/new/x.asdf", "b" * 64, REPLACED, 2, None)
+    assert database.replaced_files() == [("x.asdf", 2)]
+    for table in ("metric_value", "evaluation", "evaluation_run"):
+        assert database.count_rows(table) == 0
+    assert database.count_rows("reference_file") == 1 and database.count_rows("standards") == 1
+    database.write_metrics(ms)  # measured again
+    assert database.file_status("x.asdf")["status"] == "ok" and database.replaced_files() == []
+
+
+def test_a_file_not_yet_measured_stays_registered_when_replaced(database):
+    database.register("x.asdf", "/in/x.asdf", "a" * 64)
+    assert database.new_version("x.asdf", "/in/x.asdf", "b" * 64, status=REPLACED) == 2
+    assert database.file_status("x.asdf")["status"] == REGISTERED
+    with pytest.raises(KeyError, match="y.asdf"):
+        database.new_version("y.asdf", "/in/y.asdf", "c" * 64)
+
+
+def test_existing_database_upgrades_without_loss(database):
+    """A database made by revision 0001 keeps its rows; its files get an unknown checksum and version 1."""
+    import sqlalchemy as sa
+
+    database.dispose()
+    old = Database(database.url)
+    with old.engine.begin() as conn:
+        for table in ("rejected_message", "l2_file", "evaluation_run", "evaluation", "metric_value", "standards",
+                      "reference_file", "rdmt_alembic_version"):
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+    old.upgrade("0001")
+    with old.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO reference_file (filename, path, monitor, detector, status, "
+                             "monitor_version, registered_at) VALUES ('x.asdf', '/in/x.asdf', 'dark', 'WFI01', "
+                             "'ok', '1.0.0', '2027-01-01 00:00:00')"))
+        file_id = conn.execute(sa.text("SELECT id FROM reference_file")).scalar()
+        conn.execute(sa.text("INSERT INTO metric_value (file_id, metric, region, scale, value, unit, "
+                             f"monitor_version) VALUES ({file_id}, 'detector_dark_current_mean', 0, 'detector', "
+                             "0.005, 'DN / s', '1.0.0')"))
+    old.upgrade()
+    status = old.file_status("x.asdf")
+    assert (status["id"], status["path"], status["status"], status["checksum"], status["version"]) == (
+        file_id, "/in/x.asdf", "ok", None, 1)
+    assert old.load_metric_set("x.asdf").values()[("dark_current_mean", "detector")][0] == pytest.approx(0.005)
+    with pytest.raises(ContentChangedError):  # an unknown checksum is not a match
+        old.register("x.asdf", "/in/x.asdf", "a" * 64)
+    old.record_checksum("x.asdf", "a" * 64)
+    assert old.register("x.asdf", "/in/x.asdf", "a" * 64) == file_id
+    old.dispose()
+
+
 @pytest.mark.server
 def test_failed_evaluations_plan_reaches_metric_values_by_primary_key(mariadb_url):
     """MariaDB reads the files, then their evaluations, then each metric value by its key.
@@ -184,7 +269,66 @@ def test_rdmt_and_dagster_migrations_share_a_database(postgres_url, tmp_path):
     Database(postgres_url).upgrade()
     engine = sa.create_engine(postgres_url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("select version_num from rdmt_alembic_version")).scalar() == "0001"
+        assert conn.execute(sa.text("select version_num from rdmt_alembic_version")).scalar() == HEAD_REVISION
         assert conn.execute(sa.text("select count(*) from alembic_version")).scalar() == 1
     engine.dispose()
     instance.dispose()
+
+
+
+INSTANCE_FILES = {"embedded": "dagster.yaml", "postgresql": "deploy/dagster-postgres.yaml"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", sorted(INSTANCE_FILES))
+def test_instance_configurations_retry_failed_runs(name, monkeypatch):
+    """Both instance configurations retry a failed run (e.g. during a database outage) three times."""
+    import yaml
+    from dagster._config import process_config
+    from dagster._core.instance.config import dagster_instance_config_schema
+
+    monkeypatch.setenv("DAGSTER_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/dagster")
+    config = yaml.safe_load((ROOT / INSTANCE_FILES[name]).read_text())
+    assert process_config(dagster_instance_config_schema(), config).success
+    assert config["run_retries"] == {"enabled": True, "max_retries": 3, "retry_on_asset_or_op_failure": True}
+
+
+def test_embedded_instance_retries_failed_runs(tmp_path):
+    import dagster as dg
+
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 3
+        assert instance.run_retries_retry_on_asset_or_op_failure
+        assert "EVENT_LOG_CONSUMER" in instance.get_required_daemon_types()  # the daemon that retries runs
+    finally:
+        instance.dispose()
+
+
+@pytest.mark.server
+def test_postgres_instance_retries_failed_runs(postgres_url, tmp_path, monkeypatch):
+    import dagster as dg
+    import sqlalchemy as sa
+
+    pytest.importorskip("dagster_postgres")
+    url = sa.engine.make_url(postgres_url).set(drivername="postgresql+psycopg2")
+    monkeypatch.setenv("DAGSTER_PG_URL", url.render_as_string(hide_password=False))
+    shutil.copy(ROOT / "deploy" / "dagster-postgres.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 3
+    finally:
+        instance.dispose()
+
+
+def test_head_revision_is_the_newest_migration():
+    from importlib import resources
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("rdmt_dagster.storage") / "migrations"))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION

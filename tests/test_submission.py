@@ -1,18 +1,31 @@
 """The RFP hand-off: ``submit`` registers, `registered_files_sensor` requests the runs."""
 
+import hashlib
+import re
 from datetime import datetime, timedelta
 
 import dagster as dg
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from rdmt_dagster.assets.reference_files import reference_file_partitions
+from rdmt_dagster import cli
+from rdmt_dagster.assets.reference_files import _stored_if_current, reference_file_partitions
 from rdmt_dagster.resources import RDMTConfig
+from rdmt_dagster.science.metrics import Metric, MetricSet, ReferenceFileInfo
+from rdmt_dagster.science.scales import ScaleValues
 from rdmt_dagster.sensors import registered_files_sensor
 from rdmt_dagster.sensors.handoff import RANGE_END, RANGE_START
 from rdmt_dagster.sensors.registered import registered_tick
 from rdmt_dagster.storage import tables as t
-from rdmt_dagster.submission import SubmissionError, register_files, submit
+from rdmt_dagster.submission import (
+    ContentChangedError,
+    SubmissionError,
+    file_checksum,
+    hand_off_replaced,
+    register_files,
+    submit,
+)
 
 PARTITIONS = reference_file_partitions.name
 
@@ -131,3 +144,114 @@ def test_sensor_definition_targets_the_job(home):
     context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
                                       resources={"rdmt": RDMTConfig(home=str(home))})
     assert isinstance(registered_files_sensor(context), dg.SkipReason)
+
+
+def measured(database, path, level=0.005):
+    """Store metrics for the file at ``path``, as its run would."""
+    info = ReferenceFileInfo(path.name, str(path), "dark", "WFI01", datetime(2027, 1, 1), "DARK")
+    values = ScaleValues(np.array([level]), np.full(32, level), np.full(1024, level))
+    database.write_metrics(MetricSet(info, "1.0.0", [Metric("dark_current_mean", "DN / s", values)]))
+
+
+@pytest.fixture
+def monitored(home, files):
+    """A submitted file that was measured, and another file of the same name with other content."""
+    path = files / "roman_wfi_dark_0001.asdf"
+    submit([path], str(home))
+    database = RDMTConfig(home=str(home)).database()
+    measured(database, path)
+    other = files / "other" / path.name
+    other.parent.mkdir()
+    other.write_bytes(b"#ASDF 1.0.0\nanother delivery\n")
+    return database, path, other
+
+
+def test_checksum_is_recorded_at_registration(home, files):
+    path = files / "roman_wfi_dark_0001.asdf"
+    submit([path], str(home))
+    status = RDMTConfig(home=str(home)).database().file_status(path.name)
+    assert status["checksum"] == file_checksum(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert status["version"] == 1
+
+
+def test_changed_content_under_a_monitored_name_is_refused(monitored):
+    database, path, other = monitored
+    expected = f"cannot submit {other}: its content differs from the {path.name} already monitored"
+    with pytest.raises(ContentChangedError, match=re.escape(expected)) as raised:
+        register_files([other], database)
+    assert "--replace" in str(raised.value)
+    path.write_bytes(b"#ASDF 1.0.0\nrewritten in place\n")  # the same path, other content
+    with pytest.raises(ContentChangedError, match="its content differs"):
+        register_files([path], database)
+    status = database.file_status(path.name)
+    assert (status["path"], status["status"], status["version"]) == (str(path), "ok", 1)
+    assert database.count_rows("reference_file") == 1 and database.count_rows("metric_value") == 1057
+
+
+def test_a_refused_file_leaves_the_other_files_unregistered(monitored, files):
+    database, _, other = monitored
+    new = files / "roman_wfi_dark_0002.asdf"
+    with pytest.raises(ContentChangedError):
+        register_files([new, other], database)
+    assert database.paths([new.name]) == {}
+
+
+def test_rdmt_submit_of_changed_content_exits_2_naming_the_file(monitored, home, monkeypatch, capsys):
+    _, path, other = monitored
+    monkeypatch.setenv("RDMT_HOME", str(home))
+    monkeypatch.delenv("RDMT_DATABASE_URL", raising=False)
+    assert cli.main(["submit", str(other)]) == 2
+    captured = capsys.readouterr()
+    assert str(other) in captured.err and "content differs" in captured.err and "registered" not in captured.out
+
+
+def test_same_content_from_another_path_is_harmless(monitored):
+    database, path, _ = monitored
+    copy = path.parent / "copy" / path.name
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    assert register_files([copy], database) == [path.name]
+    status = database.file_status(path.name)
+    assert (status["path"], status["status"], status["version"]) == (str(copy), "ok", 1)
+    assert database.count_rows("reference_file") == 1 and database.count_rows("metric_value") == 1057
+
+
+def test_replace_registers_a_new_version_that_is_measured_again(monitored, instance):
+    database, path, other = monitored
+    assert register_files([other], database, replace=True) == [path.name]
+    status = database.file_status(path.name)
+    assert (status["path"], status["checksum"], status["status"], status["version"]) == (
+        str(other), file_checksum(other), "replaced", 2)
+    assert database.count_rows("metric_value") == 0  # the earlier content's results are replaced
+    assert _stored_if_current(database, path.name, str(other)) is None  # its run measures it
+
+    instance.add_dynamic_partitions(PARTITIONS, [path.name])
+    adds, runs = hand_off_replaced(instance, database)
+    (run,) = runs
+    assert adds == [] and run.tags[RANGE_START] == run.tags[RANGE_END] == path.name
+    assert run.run_key.endswith(":v2") and hand_off_replaced(instance, database)[1] == runs  # one run per version
+    measured(database, other, level=0.007)
+    assert hand_off_replaced(instance, database) == ([], [])
+    assert database.load_metric_set(path.name).metrics[0].values.detector[0] == pytest.approx(0.007)
+
+
+def test_replace_with_the_same_content_changes_nothing(monitored):
+    database, path, _ = monitored
+    register_files([path], database, replace=True)
+    status = database.file_status(path.name)
+    assert (status["status"], status["version"]) == ("ok", 1) and database.count_rows("metric_value") == 1057
+
+
+def test_a_row_without_a_checksum_takes_it_from_its_file(home, files):
+    """Rows registered before checksums were recorded."""
+    path, gone = files / "roman_wfi_dark_0001.asdf", files / "roman_wfi_dark_0002.asdf"
+    database = RDMTConfig(home=str(home)).database()
+    database.register(path.name, str(path))
+    database.register(gone.name, "/deliveries/old/" + gone.name)
+    assert register_files([path], database) == [path.name]
+    assert database.file_status(path.name)["checksum"] == file_checksum(path)
+    with pytest.raises(ContentChangedError, match="cannot tell whether its content differs"):
+        register_files([gone], database)
+    register_files([gone], database, replace=True)
+    status = database.file_status(gone.name)
+    assert (status["path"], status["checksum"]) == (str(gone), file_checksum(gone))

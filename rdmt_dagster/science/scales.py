@@ -170,10 +170,18 @@ def count_true(mask: np.ndarray) -> ScaleValues:
     if frame is mask:
         frame = frame.copy()
     science_mask_border(frame)
-    per_block = frame.view(np.uint8).reshape(N_SP_SIDE, SUPERPIXEL_SIZE, N_SP_SIDE, SUPERPIXEL_SIZE).sum(
-        axis=(1, 3), dtype=np.int64
-    )
-    return ScaleValues.from_superpixel_sums(per_block.ravel())
+    return ScaleValues.from_superpixel_sums(_sum_per_block(frame.view(np.uint8)))
+
+
+def _sum_per_block(plane: np.ndarray) -> np.ndarray:
+    """Sums of a 4096x4096 uint8 array with values up to 128 per super-pixel, in super-pixel index order.
+
+    The 128 rows of each block row are added first, whole 4096-pixel rows at a
+    time (vectorised, ~5x faster than summing along rows) into uint16, which
+    holds 128 x 128; then the 128 columns of each block.
+    """
+    columns = np.add.reduce(plane.reshape(N_SP_SIDE, SUPERPIXEL_SIZE, FRAME_SIZE), axis=1, dtype=np.uint16)
+    return columns.reshape(N_SP_SIDE, N_SP_SIDE, SUPERPIXEL_SIZE).sum(axis=2, dtype=np.int64).ravel()
 
 
 @lru_cache(maxsize=1)
@@ -227,134 +235,176 @@ def count_flags(dq: np.ndarray, flags: dict[str, int]) -> dict[str, ScaleValues]
             bytes_cache[number // 8] = plane
         mask_value = np.uint8(1 << (number % 8))
         hits = np.bitwise_and(bytes_cache[number // 8], mask_value)
-        # Two steps with a uint16 accumulator: 128 x 128 (the largest bit value) fits.
-        per_row = hits.reshape(FRAME_SIZE, N_SP_SIDE, SUPERPIXEL_SIZE).sum(axis=2, dtype=np.uint16)
-        per_block = per_row.reshape(N_SP_SIDE, SUPERPIXEL_SIZE, N_SP_SIDE).sum(axis=1, dtype=np.int64) // int(
-            mask_value
-        )
-        out[name] = ScaleValues.from_superpixel_sums(per_block.ravel())
+        out[name] = ScaleValues.from_superpixel_sums(_sum_per_block(hits) // int(mask_value))
     return out
 
 
-def _sortable_keys(values: np.ndarray) -> np.ndarray:
-    """Map floats to unsigned integers that sort in the same order."""
-    uint = np.uint32 if values.dtype == np.float32 else np.uint64
-    bits = values.view(uint)
-    sign = uint(1) << uint(8 * values.dtype.itemsize - 1)
-    return np.where(bits & sign, ~bits, bits | sign)
+#: Positions between the samples taken from each sorted run to bracket order statistics (`SortedRuns`).
+CHUNK = 32
 
 
-def _from_sortable_keys(keys: np.ndarray, dtype) -> np.ndarray:
-    uint = np.uint32 if np.dtype(dtype) == np.float32 else np.uint64
-    keys = keys.astype(uint)
-    sign = uint(1) << uint(8 * np.dtype(dtype).itemsize - 1)
-    bits = np.where(keys & sign, keys ^ sign, ~keys)
-    return bits.view(dtype)
+def _count_below(runs: np.ndarray, n_valid: np.ndarray, rows: np.ndarray, values: np.ndarray,
+                 side: str = "left") -> np.ndarray:
+    """How many of the first ``n_valid`` values of each run ``rows`` are below ``values`` (``side="right"``: not above).
 
-
-def _counts_not_above(runs: np.ndarray, lo: np.ndarray, hi: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Per run, how many of its sorted values are <= each of ``values``, known to lie in [lo, hi].
-
-    ``values``, ``lo`` and ``hi`` have one row per run. One binary search per
-    (run, value), vectorised over all of them: a few numpy steps in total
-    rather than one ``searchsorted`` call per run.
+    One binary search per element, all advanced together by halving steps:
+    ~15 numpy steps in total for runs of 16384 values, rather than one
+    ``searchsorted`` call per run. Float comparisons, so -0.0 and 0.0 count
+    as equal, as they sort.
     """
-    rows = np.arange(runs.shape[0])[:, None]
-    last = runs.shape[1] - 1
-    while True:
-        active = lo < hi
-        if not active.any():
-            return lo
-        mid = (lo + hi) // 2
-        right = active & (runs[rows, np.minimum(mid, last)] <= values)
-        lo = np.where(right, mid + 1, lo)
-        hi = np.where(active & ~right, mid, hi)
+    compare = np.less if side == "left" else np.less_equal
+    flat = runs.reshape(-1)
+    before = rows * runs.shape[1] - 1  # flat index of the value before each run's first
+    limit = n_valid[rows]
+    count = np.zeros(rows.shape, dtype=np.int64)
+    step = 1 << max(int(limit.max(initial=0)).bit_length() - 1, 0)
+    while step and rows.size:
+        candidate = count + step
+        # Out of bounds only where the candidate is beyond its run: clipped, then ignored.
+        ok = compare(np.take(flat, before + candidate, mode="clip"), values)
+        ok &= candidate <= limit
+        count += ok * step
+        step >>= 1
+    return count
 
 
-def _rank_bounds(runs, n_valid, ranks, groups):
-    """Sortable keys bracketing each order statistic of each group, from its runs' own order statistics.
+class SortedRuns:
+    """Rows sorted over their first ``n_valid`` values, for exact order statistics of groups of rows.
 
-    With ``N`` values in a group and ``n`` in one of its runs, the statistic
-    of rank ``r`` is at least the smallest, over the runs, of each run's value
-    of rank ``floor(r n / N)``, and at most the largest of each run's value of
-    rank ``ceil((r + 1) n / N) - 1``: the counts below and up to those values
-    add up to at most ``r`` and at least ``r + 1``. The bracket is much
-    narrower than the runs' full range, so the bisection needs fewer rounds.
-    """
-    rows = np.flatnonzero(n_valid > 0)
-    total = np.zeros(ranks.shape[0], dtype=np.int64)
-    np.add.at(total, groups[rows], n_valid[rows])
-    group = groups[rows]
-    n = n_valid[rows][:, None]
-    big_n = np.maximum(total[group], 1)[:, None]
-    r = ranks[group]
-    below = np.clip((r * n) // big_n, 0, n - 1)
-    up_to = np.clip(-(-(r + 1) * n // big_n) - 1, 0, n - 1)
-    at = rows[:, None]
-    lo = np.full(ranks.shape, np.iinfo(np.uint64).max, dtype=np.uint64)
-    hi = np.zeros(ranks.shape, dtype=np.uint64)
-    np.minimum.at(lo, group, _sortable_keys(runs[at, below]).astype(np.uint64))
-    np.maximum.at(hi, group, _sortable_keys(runs[at, up_to]).astype(np.uint64))
-    return lo, hi
-
-
-def kth_of_sorted_runs(runs: np.ndarray, n_valid: np.ndarray, ranks: np.ndarray, groups=None) -> np.ndarray:
-    """Return the order statistics ``ranks`` (0-based) of the union of sorted runs, per group of runs.
-
-    Bisection over the sortable integer image of the float values (at most
-    32 rounds for float32, 64 for float64, fewer from the bracket of
-    `_rank_bounds`); each round counts, in every run at once, the values not
-    above the candidate. Selecting the amp and detector
-    statistics from the 1024 sorted super-pixel blocks this way takes tens
-    of milliseconds, where sorting the amp columns or the detector again
-    takes 0.1-0.6 s and ``np.partition`` ~0.3 s, depending on the CPU.
+    Every ``chunk``-th value of each run is sampled once; `select` uses the
+    samples to enclose each wanted order statistic of a group between two
+    values, counts the values of each run up to the lower one and below the
+    upper one (one vectorised binary search), and selects among the values
+    strictly between them only: about ``2 * chunk`` per run. Selecting the
+    amp and detector statistics from the 1024 sorted super-pixel blocks this
+    way takes a few milliseconds, against ~0.2 s for ``np.partition``.
 
     Parameters
     ----------
     runs : ndarray, shape (n_runs, length)
-        Rows sorted ascending over their first ``n_valid`` values.
+        Rows sorted ascending over their first ``n_valid`` values (finite).
     n_valid : array of int, shape (n_runs,)
-    ranks : array of int, shape (n_ranks,) or (n_groups, n_ranks)
-        Order statistics wanted in each group; each below the group's count.
-    groups : array of int, shape (n_runs,), optional
-        Group (0 .. n_groups-1) of each run; by default all runs are one group.
-
-    Returns
-    -------
-    ndarray
-        The order statistics, shaped like ``ranks``, in the dtype of ``runs``.
+    chunk : int
+        Sampling step: larger means fewer samples to sort and more values
+        between the bounds.
     """
-    n_valid = np.asarray(n_valid, dtype=np.int64)
-    groups = np.zeros(runs.shape[0], dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
-    ranks = np.asarray(ranks, dtype=np.int64)
-    shape = ranks.shape
-    ranks = ranks.reshape(-1, shape[-1]) if ranks.ndim > 1 else ranks[None, :]
-    dtype = runs.dtype
-    uint = np.uint32 if dtype == np.float32 else np.uint64
-    lo, hi = _rank_bounds(runs, n_valid, ranks, groups)
-    # Where in each run the values between lo and hi start and end: the
-    # searches of later rounds look only there.
-    start = np.zeros((runs.shape[0], ranks.shape[1]), dtype=np.int64)
-    stop = np.repeat(n_valid[:, None], ranks.shape[1], axis=1)
-    while np.any(lo < hi):
-        mid = lo + (hi - lo) // np.uint64(2)
-        values = _from_sortable_keys(mid.astype(uint), dtype)
-        per_run = _counts_not_above(runs, start, stop, values[groups])
-        counts = np.zeros(ranks.shape, dtype=np.int64)
-        np.add.at(counts, groups, per_run)
-        enough = counts >= ranks + 1
-        hi = np.where(enough, mid, hi)
-        lo = np.where(enough, lo, mid + np.uint64(1))
-        stop = np.where(enough[groups], per_run, stop)
-        start = np.where(enough[groups], start, per_run)
-    return _from_sortable_keys(lo.astype(uint), dtype).reshape(shape)
+
+    def __init__(self, runs: np.ndarray, n_valid: np.ndarray, chunk: int = CHUNK):
+        self.runs = np.ascontiguousarray(runs)
+        self.n_valid = np.asarray(n_valid, dtype=np.int64)
+        self.chunk = int(chunk)
+        samples = self.runs[:, :: self.chunk]
+        # Samples past a run's valid values become +inf: sorted, they follow the real ones.
+        sampled = np.arange(samples.shape[1]) * self.chunk < self.n_valid[:, None]
+        self._samples = np.where(sampled, samples, self.runs.dtype.type(np.inf))
+
+    def _brackets(self, ranks, members):
+        """Sample indices and values enclosing ``ranks`` of the group of runs ``members``.
+
+        In a run, ``t`` samples not above a value ``v`` mean at least
+        ``(t - 1) * chunk + 1`` values not above it, and ``u`` samples not
+        below ``v`` at least ``(u - 1) * chunk + 1`` values not below it.
+        With ``R`` runs and ``N`` values, the rank-``r`` statistic is thus at
+        most the sample of index ``ceil((r + 1) / chunk) + R - 1`` in the
+        group's sorted samples and at least the ``(ceil((N - r) / chunk) + R)``-th
+        largest sample, whatever the ties; indices beyond the samples mean no
+        bound (``-inf``/``+inf``).
+        """
+        c = self.chunk
+        n = self.n_valid[members]
+        n_runs = np.count_nonzero(n)
+        n_samples = int((-(-n // c)).sum())
+        if n_samples == 0:  # an empty group: its statistics are not asked for, or discarded
+            return np.full(ranks.shape, 0), np.full(ranks.shape, -1), np.full(ranks.shape, -np.inf), np.full(
+                ranks.shape, np.inf)
+        samples = np.sort(self._samples[members], axis=None)
+        up = ranks // c + n_runs
+        down = n_samples - (-(-(n.sum() - ranks) // c) + n_runs)
+        hi = np.where(up < n_samples, samples[np.minimum(up, samples.size - 1)], np.inf)
+        lo = np.where(down >= 0, samples[np.maximum(down, 0)], -np.inf)
+        # Indices past either end are all the same absent bound.
+        return np.minimum(up, n_samples), np.maximum(down, -1), lo, hi
+
+    def select(self, ranks, groups=None) -> np.ndarray:
+        """Return the order statistics ``ranks`` (0-based) of the union of the runs of each group.
+
+        Parameters
+        ----------
+        ranks : array of int, shape (n_ranks,) or (n_groups, n_ranks)
+            Order statistics wanted in each group; each below the group's count.
+        groups : array of int, shape (n_runs,), optional
+            Group (0 .. n_groups-1) of each run; by default all runs are one group.
+
+        Returns
+        -------
+        ndarray
+            The order statistics, shaped like ``ranks``, in the dtype of the runs.
+        """
+        runs, n_valid = self.runs, self.n_valid
+        groups = np.zeros(runs.shape[0], dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+        ranks = np.asarray(ranks, dtype=np.int64)
+        shape = ranks.shape
+        ranks = ranks.reshape(-1, shape[-1]) if ranks.ndim > 1 else ranks[None, :]
+        n_groups, k = ranks.shape
+        by_group = np.argsort(groups, kind="stable")
+        edges = np.searchsorted(groups[by_group], np.arange(n_groups + 1))
+        members = [by_group[edges[g] : edges[g + 1]] for g in range(n_groups)]
+        brackets = [self._brackets(ranks[g], members[g]) for g in range(n_groups)]
+        up, down, lo, hi = (np.array([b[i] for b in brackets]).reshape(ranks.shape) for i in range(4))
+
+        # Neighbouring ranks (a percentile's lower and upper) mostly share a bracket: count each once.
+        keys = np.stack([np.repeat(np.arange(n_groups), k), down.ravel(), up.ravel()], axis=1)
+        _, first, bracket = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        bracket = bracket.ravel()
+        b_group, b_lo, b_hi = keys[first, 0], lo.ravel()[first], hi.ravel()[first]
+        used = [members[g][n_valid[members[g]] > 0] for g in b_group]
+        rows = np.concatenate(used) if used else np.zeros(0, dtype=np.int64)
+        of = np.repeat(np.arange(first.size), [u.size for u in used])
+        up_to_lo = _count_below(runs, n_valid, rows, b_lo[of], side="right")
+        below_hi = _count_below(runs, n_valid, rows, b_hi[of])
+        n_up_to_lo = np.bincount(of, weights=up_to_lo, minlength=first.size).astype(np.int64)
+        n_below_hi = np.bincount(of, weights=below_hi, minlength=first.size).astype(np.int64)
+
+        # A rank among lo's ties is lo, one among hi's ties is hi; the others
+        # are selected among the values strictly between, gathered per bracket.
+        r = ranks.ravel()
+        below = n_up_to_lo[bracket]
+        out = np.where(r < below, b_lo[bracket], b_hi[bracket]).astype(runs.dtype)
+        between = (r >= below) & (r < n_below_hi[bracket])
+        if between.any():
+            wanted = np.zeros(first.size, dtype=bool)
+            wanted[bracket[between]] = True
+            lengths = np.where(wanted[of], below_hi - up_to_lo, 0)
+            ends = np.cumsum(lengths)
+            starts = rows * runs.shape[1] + up_to_lo - (ends - lengths)
+            values = runs.reshape(-1)[np.repeat(starts, lengths) + np.arange(ends[-1])]
+            sizes = np.bincount(of, weights=lengths, minlength=first.size).astype(np.int64)
+            offsets = np.cumsum(sizes) - sizes
+            which = np.flatnonzero(between)
+            which = which[np.argsort(bracket[which], kind="stable")]
+            kth = r[which] - below[which]
+            for entries in np.split(np.arange(which.size), np.flatnonzero(np.diff(bracket[which])) + 1):
+                b = bracket[which[entries[0]]]
+                part = np.partition(values[offsets[b] : offsets[b] + sizes[b]], kth[entries])
+                out[which[entries]] = part[kth[entries]]
+        return out.reshape(shape)
+
+
+def kth_of_sorted_runs(runs: np.ndarray, n_valid: np.ndarray, ranks: np.ndarray, groups=None,
+                       chunk: int = CHUNK) -> np.ndarray:
+    """Order statistics ``ranks`` of the union of sorted runs, per group of runs (see `SortedRuns`)."""
+    return SortedRuns(runs, n_valid, chunk).select(ranks, groups)
 
 
 def _interpolate(lower: np.ndarray, upper: np.ndarray, gamma: np.ndarray) -> np.ndarray:
-    """numpy's linear interpolation between neighbouring order statistics."""
+    """numpy's linear interpolation between neighbouring order statistics, in float64.
+
+    As numpy's ``_lerp`` for an array ``q``: the difference is taken in the
+    values' own dtype (rounded, for float32), the weighting in float64.
+    """
+    diff = (upper - lower).astype(np.float64)
     lower = lower.astype(np.float64)
     upper = upper.astype(np.float64)
-    diff = upper - lower
     return np.where(gamma >= 0.5, upper - diff * (1 - gamma), lower + diff * gamma)
 
 
@@ -365,6 +415,10 @@ def _percentile_ranks(n: np.ndarray, q: np.ndarray):
     lower = np.floor(index).astype(np.int64)
     upper = np.minimum(lower + 1, np.maximum(n - 1, 0))
     return lower, upper, index - lower
+
+
+#: Blocks converted to float64 at a time for their sums (8 MB; 1024 is a multiple).
+_SUM_BLOCKS = 64
 
 
 class RegionReducer:
@@ -396,28 +450,68 @@ class RegionReducer:
             excluded = _blocks(detector_frame(np.asarray(exclude, dtype=bool), fill=True))
             work[excluded] = np.nan
         self._work = work.reshape(N_SP_SIDE * N_SP_SIDE, SUPERPIXEL_SIZE * SUPERPIXEL_SIZE)
-        self._finite = np.isfinite(self._work)
-        self._valid_blocks = self._finite.view(np.uint8).sum(axis=1, dtype=np.int64)
         self._percentiles = None
+
+    def _finite_block_sums(self, square: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """float64 sums over each block of the work array (or of its squares) where it is finite, and counts.
+
+        Blocks are converted to float64 `_SUM_BLOCKS` at a time and summed
+        while in cache: ~2x faster than ``np.sum(..., dtype=np.float64)``
+        converting as it goes. A float64 sum is finite only if all its terms
+        are, so the finite mask is made only for the blocks whose plain sum
+        is not (the edge blocks and those with NaN, inf or, for float64
+        input, an overflowing sum), and they are summed again under it.
+
+        Returns
+        -------
+        sums : ndarray of float64, one per block
+        counts : ndarray of int64, one per block
+            Finite pixels of each block.
+        """
+        work = self._work
+        sums = np.empty(work.shape[0])
+        counts = np.full(work.shape[0], work.shape[1], dtype=np.int64)
+        buffer = np.empty((_SUM_BLOCKS, work.shape[1]))
+        for start in range(0, work.shape[0], _SUM_BLOCKS):
+            block = work[start : start + _SUM_BLOCKS]
+            if square:
+                values = np.square(block, out=buffer, dtype=np.float64)
+            elif block.dtype == np.float64:
+                values = block
+            else:
+                values = buffer
+                np.copyto(values, block)
+            part = sums[start : start + _SUM_BLOCKS]
+            with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, overflow: summed again below
+                np.add.reduce(values, axis=1, out=part)
+            redo = np.flatnonzero(~np.isfinite(part))
+            if redo.size:
+                finite = np.isfinite(block[redo])
+                part[redo] = np.add.reduce(values[redo], axis=1, where=finite)
+                counts[start + redo] = np.count_nonzero(finite, axis=1)
+        return sums, counts
+
+    @cached_property
+    def _sums_and_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sum and number of the finite pixels of each block, from one pass over the work array."""
+        return self._finite_block_sums()
+
+    @property
+    def _block_sums(self) -> np.ndarray:
+        return self._sums_and_counts[0]
+
+    @property
+    def _valid_blocks(self) -> np.ndarray:
+        return self._sums_and_counts[1]
+
+    @cached_property
+    def _block_square_sums(self) -> np.ndarray:
+        return self._finite_block_sums(square=True)[0]
 
     @cached_property
     def count(self) -> ScaleValues:
         """Number of valid pixels per region."""
         return ScaleValues.from_superpixel_sums(_amp_major_to_superpixel(self._valid_blocks))
-
-    def _finite_mask(self) -> np.ndarray:
-        # Sorting the blocks reorders their pixels, so the mask is made again after it.
-        if self._finite is None:
-            self._finite = np.isfinite(self._work)
-        return self._finite
-
-    @cached_property
-    def _block_sums(self) -> np.ndarray:
-        return np.sum(self._work, axis=1, dtype=np.float64, where=self._finite_mask())
-
-    @cached_property
-    def _block_square_sums(self) -> np.ndarray:
-        return np.sum(np.square(self._work, dtype=np.float64), axis=1, where=self._finite_mask())
 
     @cached_property
     def sum(self) -> ScaleValues:
@@ -445,9 +539,13 @@ class RegionReducer:
     def percentiles(self, q) -> dict[float, ScaleValues]:
         """Exact percentiles ``q`` (0-100) per region, as ``np.nanpercentile``.
 
-        Sorts every super-pixel block, then selects the amp and detector
-        order statistics from the 1024 sorted blocks (`kth_of_sorted_runs`)
-        without sorting again. Ask for all percentiles in one call.
+        Equal to ``np.nanpercentile(values, q)`` (``q`` a sequence) of the
+        valid pixels of each region in the working dtype (float32 for
+        float32 and 16-bit input, float64 otherwise). Sorts every super-pixel
+        block (vectorised sorting beats any selection here), then selects the
+        amp and detector order statistics from the 1024 sorted blocks
+        (`SortedRuns`) without sorting again. Ask for all
+        percentiles in one call.
 
         Returns
         -------
@@ -460,15 +558,17 @@ class RegionReducer:
                 raise ValueError("ask for all percentiles of a RegionReducer in one call")
             return self._percentiles[1]
         qa = np.array(q)
-        self._finite = None
+        if not np.all((qa >= 0) & (qa <= 100)):
+            raise ValueError(f"percentiles must be in [0, 100], got {q}")
+        n_blocks = self._valid_blocks  # counted before sorting: sorting keeps every value in its block
         self._work.sort(axis=1)
         self._drop_infinities()
-        n_blocks = self._valid_blocks
         superpixel = _amp_major_to_superpixel(self._select_rows(self._work, n_blocks, qa))
         # Blocks are stored amp column by amp column: block b belongs to amp b // 32.
         amp_of_block = np.arange(n_blocks.size) // N_SP_SIDE
-        amp = self._select_from_blocks(n_blocks.reshape(N_AMPS, N_SP_SIDE).sum(axis=1), qa, amp_of_block)
-        detector = self._select_from_blocks(np.array([n_blocks.sum()]), qa, None)
+        blocks = SortedRuns(self._work, n_blocks)
+        amp = self._select_from_blocks(blocks, n_blocks.reshape(N_AMPS, N_SP_SIDE).sum(axis=1), qa, amp_of_block)
+        detector = self._select_from_blocks(blocks, np.array([n_blocks.sum()]), qa, None)
         result = {qi: ScaleValues(detector[:, i], amp[:, i], superpixel[:, i]) for i, qi in enumerate(q)}
         self._percentiles = (q, result)
         return result
@@ -484,12 +584,13 @@ class RegionReducer:
             block[np.isinf(block)] = np.nan
             block.sort()
 
-    def _select_from_blocks(self, n_region: np.ndarray, q: np.ndarray, region_of_block) -> np.ndarray:
+    @staticmethod
+    def _select_from_blocks(blocks: SortedRuns, n_region: np.ndarray, q: np.ndarray, region_of_block) -> np.ndarray:
         """Percentiles ``q`` of regions made of whole sorted blocks, NaN for empty regions."""
         lower, upper, gamma = _percentile_ranks(n_region, q)
-        stats = kth_of_sorted_runs(self._work, self._valid_blocks, np.concatenate([lower, upper], axis=1),
-                                   region_of_block)
-        values = _interpolate(stats[:, : q.size], stats[:, q.size :], gamma)
+        stats = blocks.select(np.concatenate([lower, upper], axis=1), region_of_block)
+        with np.errstate(invalid="ignore"):  # inf - inf in empty regions, NaN below
+            values = _interpolate(stats[:, : q.size], stats[:, q.size :], gamma)
         values[n_region == 0] = np.nan
         return values
 

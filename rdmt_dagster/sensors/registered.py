@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from ..assets.reference_files import reference_file_partitions
 from ..resources import RDMTConfig
+from ..submission import hand_off_replaced
 from ..storage import tables as t
 from .handoff import REFERENCE_FILE_JOB, env_float, env_int, hand_off, sensor_interval
 
@@ -46,7 +47,8 @@ def registered_tick(context: dg.SensorEvaluationContext, rdmt: RDMTConfig,
              .where(f.c.id > last_id).order_by(f.c.id).limit(batch))
     with rdmt.database().engine.connect() as conn:
         rows = conn.execute(query).all()
-    if not rows:
+    replaced_adds, replaced_runs = hand_off_replaced(context.instance, rdmt.database())
+    if not rows and not replaced_runs:
         return dg.SkipReason("no newly registered file")
 
     fresh_after = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=grace)
@@ -60,6 +62,7 @@ def registered_tick(context: dg.SensorEvaluationContext, rdmt: RDMTConfig,
                 names.append(row.filename)
         passed = row.id
     adds, runs = hand_off(context.instance, names, source="registered")
+    adds, runs = adds + replaced_adds, runs + replaced_runs
     if names:
         context.log.info(f"handing off {len(names)} registered file(s): {names[0]} .. {names[-1]}")
     skip = None if runs else "no registered file to hand off"

@@ -2,6 +2,20 @@
 
 Writes replace what a file had before: re-measuring a file, or re-evaluating
 it with the same standards, never duplicates a row.
+
+Concurrent writers are safe: two runs of one delivery may store the same
+file at once. Every write transaction starts by creating the file's row if
+needed (``INSERT ... ON CONFLICT DO NOTHING`` / ``ON DUPLICATE KEY UPDATE``)
+and locking it, so writers of one file take turns and each replaces what the
+previous one committed; writers of different files do not wait for each
+other (SQLite, which has one writer at a time, excepted).
+
+Content: each file row keeps the SHA-256 of the content registered under its
+name and a version. Registering different content under a known name is
+refused (`ContentChangedError`) unless it is registered as a new version,
+which deletes the earlier metrics and evaluations: a file name is its
+partition key and keys every output (Parquet, ECSV, reports), so one name
+has one set of results.
 """
 
 from __future__ import annotations
@@ -26,7 +40,34 @@ from . import tables as t
 from .files import evaluation_columns
 
 INSERT_CHUNK = 20_000
+IN_CHUNK = 500  # names per IN (...) list
 RETRYABLE = ("deadlock", "could not serialize", "database is locked", "lock wait timeout")
+HEAD_REVISION = "0003"  # the newest file in migrations/versions; a test checks they agree
+UPGRADE_ATTEMPTS = 5
+
+REGISTERED = "registered"  # waiting for its run (requested by its registrar or registered_files_sensor)
+REPLACED = "replaced"  # new content under a measured name, registered with `rdmt submit --replace`
+
+
+class ContentChangedError(ValueError):
+    """Content registered under a name whose monitored content is different.
+
+    Attributes
+    ----------
+    filename, path : str
+        The name and where the new content is.
+    registered_path : str
+        Where the monitored content was registered from.
+    checksum, registered_checksum : str or None
+        SHA-256 of the new and of the monitored content (None: not recorded).
+    """
+
+    def __init__(self, filename: str, path: str, registered_path: str, checksum: str | None,
+                 registered_checksum: str | None):
+        self.filename, self.path, self.registered_path = filename, path, registered_path
+        self.checksum, self.registered_checksum = checksum, registered_checksum
+        super().__init__(f"{path}: its content differs from the {filename} already monitored "
+                         f"(registered from {registered_path})")
 
 
 def _utcnow() -> datetime:
@@ -68,6 +109,30 @@ def failed_evaluations_query(filenames=None, standards_hash: str | None = None) 
     return query
 
 
+def _insert_if_absent(conn, table, values: dict, key: str):
+    """An INSERT of ``values`` into ``table`` that does nothing when a row with the same ``key`` exists.
+
+    A concurrent transaction that inserted the same key first makes it wait
+    for that transaction's end rather than fail.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table).values(values).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+
+        return insert(table).values(values).on_conflict_do_nothing()
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert
+
+        statement = insert(table).values(values)
+        # Not INSERT IGNORE, which would also turn other errors into warnings.
+        return statement.on_duplicate_key_update({key: statement.inserted[key]})
+    raise NotImplementedError(f"database dialect {dialect} is not supported")
+
+
 class Database:
     """Access to the RDMT tables at ``url`` (any SQLAlchemy URL)."""
 
@@ -84,30 +149,130 @@ class Database:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
 
     # -- schema ---------------------------------------------------------
-    def upgrade(self) -> None:
-        """Create or migrate the schema to the newest Alembic revision."""
+    def upgrade(self, revision: str = "head") -> None:
+        """Create or migrate the schema to ``revision`` (default: the newest).
+
+        Every process that opens the database upgrades it, so several may
+        run the same migration at once; the ones that lose (a table or
+        column that now exists) try again and find the schema up to date.
+        """
         cfg = Config()
         cfg.set_main_option("script_location", str(resources.files("rdmt_dagster.storage") / "migrations"))
-        with self.engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+        for attempt in range(UPGRADE_ATTEMPTS):
+            try:
+                with self.engine.begin() as connection:
+                    cfg.attributes["connection"] = connection
+                    command.upgrade(cfg, revision)
+                return
+            except sa.exc.DBAPIError:
+                if attempt == UPGRADE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * 2**attempt)
 
     def dispose(self) -> None:
         self.engine.dispose()
 
     # -- reference files ------------------------------------------------
-    def register(self, filename: str, path: str) -> int:
-        """Record that ``filename`` exists at ``path``; harmless when repeated."""
+    def register(self, filename: str, path: str, checksum: str | None = None, *, replace: bool = False,
+                 replaced_status: str = REGISTERED) -> int:
+        """Record that ``filename`` is at ``path`` with content ``checksum``; harmless when repeated.
+
+        Parameters
+        ----------
+        filename, path : str
+            The file's name (its partition key) and where it is.
+        checksum : str, optional
+            SHA-256 (hex) of the file. Without one the content is not
+            compared: only the path is recorded.
+        replace : bool
+            Register content that differs from the stored one as a new version
+            (`new_version`) instead of refusing it.
+        replaced_status : str
+            Status of a measured file replaced so: `REGISTERED` when the caller
+            requests its run itself, `REPLACED` when the hand-off of replaced
+            files (`replaced_files`) is to request it.
+
+        Returns
+        -------
+        int
+            The row's id.
+
+        Raises
+        ------
+        ContentChangedError
+            ``checksum`` differs from the stored one, or none is stored, and
+            ``replace`` is false. Nothing is changed.
+        """
+        return self._transaction(
+            lambda conn: self._register(conn, filename, str(path), checksum, replace, replaced_status))
+
+    def _register(self, conn, filename, path, checksum, replace, replaced_status) -> int:
+        f = t.reference_file
+        file_id = self._lock_file_row(conn, filename, path=path, checksum=checksum, registered_at=_utcnow())
+        row = conn.execute(sa.select(f.c.path, f.c.checksum).where(f.c.id == file_id)).one()
+        if checksum is None or row.checksum == checksum:
+            if row.path != path:
+                conn.execute(f.update().where(f.c.id == file_id).values(path=path))
+            return file_id
+        if not replace:
+            raise ContentChangedError(filename, path, row.path, checksum, row.checksum)
+        self._new_version(conn, file_id, path, checksum, replaced_status)
+        return file_id
+
+    def new_version(self, filename: str, path: str, checksum: str | None, status: str = REGISTERED) -> int:
+        """Register new content under a known ``filename``; return its version.
+
+        The file's metrics, evaluations and error are deleted, its version
+        goes up by one and its status becomes ``status`` (`REGISTERED` or
+        `REPLACED`; a file never measured stays `REGISTERED`), so that the
+        next run measures it.
+        """
+        def work(conn):
+            file_id = self._lock_file_row(conn, filename)
+            if file_id is None:
+                raise KeyError(f"{filename} is not registered")
+            return self._new_version(conn, file_id, str(path), checksum, status)
+
+        return self._transaction(work)
+
+    def _new_version(self, conn, file_id: int, path: str, checksum: str | None, status: str) -> int:
+        f = t.reference_file
+        row = conn.execute(sa.select(f.c.status, f.c.version).where(f.c.id == file_id)).one()
+        for table in (t.evaluation, t.evaluation_run, t.metric_value):
+            self._delete_existing(conn, table, table.c.file_id == file_id)
+        # A file that was never measured is still waiting for the run its
+        # registrar requested: that run measures the new content.
+        status = REGISTERED if row.status == REGISTERED else status
+        conn.execute(f.update().where(f.c.id == file_id).values(
+            path=path, checksum=checksum, version=row.version + 1, status=status, error=None,
+            monitor_version="", measured_at=None, registered_at=_utcnow()))
+        return row.version + 1
+
+    def record_checksum(self, filename: str, checksum: str) -> None:
+        """Store the checksum of ``filename``'s monitored content where none is recorded yet."""
+        f = t.reference_file
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(t.reference_file.c.id, t.reference_file.c.path).where(
-                t.reference_file.c.filename == filename)).first()
-            if row is None:
-                return conn.execute(
-                    t.reference_file.insert().values(filename=filename, path=str(path), registered_at=_utcnow())
-                ).inserted_primary_key[0]
-            if row.path != str(path):
-                conn.execute(t.reference_file.update().where(t.reference_file.c.id == row.id).values(path=str(path)))
-            return row.id
+            conn.execute(f.update().where((f.c.filename == filename) & f.c.checksum.is_(None))
+                         .values(checksum=checksum))
+
+    def registrations(self, filenames) -> dict[str, dict]:
+        """Path, checksum, status and version of each registered name of ``filenames``."""
+        f = t.reference_file
+        filenames = list(filenames)
+        out = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(filenames), IN_CHUNK):
+                rows = conn.execute(sa.select(f.c.filename, f.c.path, f.c.checksum, f.c.status, f.c.version)
+                                    .where(f.c.filename.in_(filenames[start:start + IN_CHUNK])))
+                out.update({r.filename: dict(r._mapping) for r in rows})
+        return out
+
+    def replaced_files(self) -> list[tuple[str, int]]:
+        """(name, version) of the files replaced with new content and not measured since."""
+        f = t.reference_file
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(f.c.filename, f.c.version).where(f.c.status == REPLACED).order_by(f.c.id))
+            return [(r.filename, r.version) for r in rows]
 
     def paths(self, filenames) -> dict[str, str]:
         with self.engine.connect() as conn:
@@ -118,20 +283,32 @@ class Database:
             )
             return {r.filename: r.path for r in rows}
 
+    @staticmethod
+    def _lock_file_row(conn, filename: str, **create) -> int | None:
+        """Lock the row of ``filename`` until the transaction ends; return its id (None: no row).
+
+        With ``create`` (column values) a missing row is inserted first.
+        This must be the transaction's first statement: a writer of the same
+        file then waits here for the other's commit, and what it reads
+        afterwards includes that commit (InnoDB's snapshot starts at the first
+        plain read, SQLite's write lock at the first write).
+        """
+        f = t.reference_file
+        if create:
+            conn.execute(_insert_if_absent(conn, f, {"filename": filename, **create}, "filename"))
+        elif conn.dialect.name == "sqlite":
+            # SQLite ignores FOR UPDATE; a write takes its database-wide lock now.
+            conn.execute(f.update().where(f.c.filename == filename).values(filename=f.c.filename))
+        return conn.execute(sa.select(f.c.id).where(f.c.filename == filename).with_for_update()).scalar()
+
     def _file_row(self, conn, info: FileInfo, **values) -> int:
-        existing = conn.execute(
-            sa.select(t.reference_file.c.id).where(t.reference_file.c.filename == info.filename)
-        ).scalar()
+        file_id = self._lock_file_row(conn, info.filename, path=info.path, registered_at=_utcnow())
         fields = dict(
             path=info.path, monitor=info.monitor, reftype=getattr(info, "reftype", ""), detector=info.detector,
             useafter=getattr(info, "useafter", None), **values,
         )
-        if existing is None:
-            return conn.execute(
-                t.reference_file.insert().values(filename=info.filename, registered_at=_utcnow(), **fields)
-            ).inserted_primary_key[0]
-        conn.execute(t.reference_file.update().where(t.reference_file.c.id == existing).values(**fields))
-        return existing
+        conn.execute(t.reference_file.update().where(t.reference_file.c.id == file_id).values(**fields))
+        return file_id
 
     def file_status(self, filename: str) -> dict | None:
         with self.engine.connect() as conn:
@@ -179,12 +356,14 @@ class Database:
 
     # -- evaluations ----------------------------------------------------
     def write_standards(self, standards: MonitorStandards) -> None:
-        with self.engine.begin() as conn:
-            exists = conn.execute(sa.select(t.standards.c.hash).where(t.standards.c.hash == standards.hash)).first()
-            if exists is None:
-                conn.execute(t.standards.insert().values(
-                    hash=standards.hash, monitor=standards.monitor, source=standards.source,
-                    content=standards.as_yaml(), created_at=_utcnow()))
+        """Keep the YAML of ``standards`` under its hash (once, whoever writes it first)."""
+        values = dict(hash=standards.hash, monitor=standards.monitor, source=standards.source,
+                      content=standards.as_yaml(), created_at=_utcnow())
+
+        def work(conn):
+            conn.execute(_insert_if_absent(conn, t.standards, values, "hash"))
+
+        self._transaction(work)
 
     def write_evaluations(self, evaluation_set: EvaluationSet, monitor_version: str) -> None:
         """Replace the evaluations of one file under one standards hash."""
@@ -192,9 +371,7 @@ class Database:
 
     def _write_evaluations(self, conn, evaluation_set: EvaluationSet, monitor_version: str) -> None:
         info = evaluation_set.info
-        file_id = conn.execute(
-            sa.select(t.reference_file.c.id).where(t.reference_file.c.filename == info.filename)
-        ).scalar()
+        file_id = self._lock_file_row(conn, info.filename)
         if file_id is None:
             raise KeyError(f"{info.filename}: evaluations written before its metrics")
         key = (t.evaluation.c.file_id == file_id) & (t.evaluation.c.standards_hash == evaluation_set.standards_hash)

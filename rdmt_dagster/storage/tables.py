@@ -4,7 +4,8 @@ The schema is created and upgraded by Alembic (``storage/migrations``); this
 module is the single description both the migrations and the code use.
 
 * ``reference_file``: one row per monitored file: where it is, what it is,
-  whether it could be measured.
+  whether it could be measured, the SHA-256 of the content registered under
+  its name and how many times that content was replaced (``version``).
 * ``metric_value``: one row per metric value (1057 per metric per file).
 * ``evaluation``: one row per evaluator per metric value, per standards hash,
   so re-evaluating history with new standards keeps the earlier verdicts.
@@ -40,7 +41,12 @@ reference_file = sa.Table(
     sa.Column("monitor_version", SHORT, nullable=False, server_default=""),
     sa.Column("registered_at", sa.DateTime, nullable=False),
     sa.Column("measured_at", sa.DateTime, nullable=True),
+    # NULL for rows registered before checksums were recorded (revision 0002),
+    # or by a registrar that does not compute one.
+    sa.Column("checksum", sa.String(64), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.Index("ix_reference_file_history", "monitor", "detector", "useafter"),
+    sa.Index("ix_reference_file_status", "status"),  # files waiting for a hand-off, on every sensor tick
 )
 
 metric_value = sa.Table(

@@ -1,0 +1,96 @@
+"""The RDMT database as the L2 arm's ledger of announced files (`rdmt_dagster.l2.ingest.NoticeLedger`).
+
+Recording is idempotent and safe when two ticks race: a notice's
+``notice_key`` (bucket, key, checksum) and each file's (filename, reprocess
+number) are unique in the table, so a repeated notice, or the loser of a
+race, finds the row already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from ..l2.notices import L2Notice
+from .l2_tables import l2_file, rejected_message
+
+ATTEMPTS = 4
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def notice_key(notice: L2Notice) -> str:
+    """SHA-256 of the notice's identity (bucket, key, checksum)."""
+    return hashlib.sha256("\0".join(notice.identity).encode()).hexdigest()
+
+
+class L2Ledger:
+    """Announced L2 files and rejected notices in the RDMT database.
+
+    Parameters
+    ----------
+    database : rdmt_dagster.storage.database.Database
+        Migrated (``Database.upgrade``).
+    """
+
+    def __init__(self, database):
+        self.engine = database.engine
+
+    def _record_one(self, conn, notice: L2Notice, key: str, message_id: str) -> bool:
+        if conn.execute(sa.select(l2_file.c.id).where(l2_file.c.notice_key == key)).first() is not None:
+            return False
+        latest = conn.execute(sa.select(sa.func.max(l2_file.c.reprocess_number))
+                              .where(l2_file.c.filename == notice.filename)).scalar()
+        # The first notice of a file is reprocess number 0; every later version (reprocessed,
+        # a data release, or new content under the same name) the next number.
+        number = 0 if latest is None else int(latest) + 1
+        conn.execute(l2_file.insert().values(
+            filename=notice.filename, reprocess_number=number, notice_key=key, bucket=notice.bucket,
+            s3_key=notice.key, checksum=notice.checksum, size=notice.size, reprocessing=notice.reprocessing,
+            monitors=",".join(notice.monitors) if notice.monitors else None, message_id=message_id[:128],
+            created_at=notice.created, received_at=_utcnow(), status="pending",
+        ))
+        return True
+
+    def record_notices(self, notices: list[L2Notice], message_id: str) -> int:
+        """Record the files of one message (committed when this returns); how many were new."""
+        new = 0
+        for notice in notices:
+            key = notice_key(notice)
+            for attempt in range(ATTEMPTS):
+                try:
+                    with self.engine.begin() as conn:
+                        new += self._record_one(conn, notice, key, message_id)
+                    break
+                except IntegrityError:
+                    # Another tick recorded this notice, or took the reprocess number: look again.
+                    if attempt == ATTEMPTS - 1:
+                        raise
+        return new
+
+    def record_rejected(self, message_id: str, reason: str, body: str) -> None:
+        """Record a rejected message (once per message id)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(rejected_message.insert().values(
+                    message_id=message_id[:128], reason=reason, body=body, received_at=_utcnow()))
+        except IntegrityError:
+            pass  # the same message again (its deletion failed last time): already recorded
+
+    def files(self, status: str | None = None) -> list[dict]:
+        """Announced files (optionally of one status), oldest first."""
+        query = sa.select(l2_file).order_by(l2_file.c.id)
+        if status is not None:
+            query = query.where(l2_file.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def rejected(self) -> list[dict]:
+        """Rejected messages, oldest first."""
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(sa.select(rejected_message).order_by(rejected_message.c.id))]
