@@ -9,6 +9,8 @@
     delivery): registers them in the RDMT database (``RDMT_HOME`` /
     ``RDMT_DATABASE_URL``); the ``registered_files_sensor`` requests their run.
     Submitting a file twice is harmless.
+``rdmt status [--json]``
+    Every monitored file of both arms and every rejected L2 notice.
 ``rdmt demo [--workdir DIR]``
     Synthetic deliveries through CRDS, the sensors and the Dagster daemon.
 """
@@ -68,6 +70,20 @@ def _submit(args) -> int:
     return 0
 
 
+def _status(args) -> int:
+    from .resources import RDMTConfig
+    from .status import format_status, status_document
+
+    rdmt = RDMTConfig(home=os.environ.get("RDMT_HOME", "rdmt_data"),
+                      database_url=os.environ.get("RDMT_DATABASE_URL") or None)
+    document = status_document(rdmt.database())
+    if args.json:
+        sys.stdout.write(json.dumps(document) + "\n")
+    else:
+        sys.stdout.write(format_status(document))
+    return 0
+
+
 def _demo(args) -> int:
     from .demo import run_demo
 
@@ -99,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="register a file whose content differs from the one monitored under its name as a new "
                              "version, measured again (its earlier results are replaced)")
     submit.set_defaults(func=_submit)
+
+    status = sub.add_parser(
+        "status", help="every monitored file of both arms and every rejected notice",
+        description="Every monitored file (reference files and L2 images: status, error, reprocess number, failed "
+                    "evaluations, when received and measured, UTC) and every rejected L2 notice, from the RDMT "
+                    "database (RDMT_DATABASE_URL, or the SQLite file in RDMT_HOME).")
+    status.add_argument("--json", action="store_true", help="print one JSON document")
+    status.set_defaults(func=_status)
 
     demo = sub.add_parser("demo", help="monitor two synthetic dark deliveries through Dagster")
     demo.add_argument("--workdir", default="rdmt-demo", help="where everything is written (default ./rdmt-demo)")
