@@ -222,9 +222,9 @@ def nanpercentile_per_region(frame, q):
         return {"detector": np.nanpercentile(f, q)[:, None], "amp": each(amps), "superpixel": each(superpixels)}
 
 
-def assert_exact_percentiles(frame, q=Q_EXACT, reducer_input=None):
+def assert_exact_percentiles(frame, q=Q_EXACT):
     """RegionReducer percentiles equal to np.nanpercentile, bit for bit, at every scale."""
-    got = S.RegionReducer(frame if reducer_input is None else reducer_input).percentiles(q)
+    got = S.RegionReducer(frame).percentiles(q)
     expected = nanpercentile_per_region(frame, q)
     for i, qi in enumerate(q):
         for scale in ("detector", "amp", "superpixel"):
@@ -282,6 +282,18 @@ def test_sparse_frame_and_an_all_nan_frame():
     assert r.count.detector[0] == 0
     pct = r.percentiles([50])[50.0]
     assert np.isnan(pct.detector).all() and np.isnan(pct.amp).all() and np.isnan(pct.superpixel).all()
+
+
+def test_counts_and_means_where_a_float64_sum_overflows():
+    """A block whose finite values overflow a float64 sum still counts all its pixels."""
+    data = np.ones((4096, 4096))
+    data[128:256, 128:256] = 1e308  # super-pixel 33: 16384 finite values, sum beyond float64
+    data[128, 129] = np.nan
+    r = S.RegionReducer(data)
+    with pytest.warns(RuntimeWarning, match="overflow"):  # as np.sum warns: the true sum is beyond float64
+        assert r.count.superpixel[33] == 128 * 128 - 1
+    assert r.count.detector[0] == 4088 * 4088 - 1
+    assert r.mean.superpixel[34] == 1.0 and np.isposinf(r.mean.superpixel[33])
 
 
 def test_percentiles_outside_0_100_are_rejected():
