@@ -101,3 +101,29 @@ def dark_normal_pair(tmp_path_factory):
     first = write_dark(folder / "roman_wfi_dark_2011.asdf", "WFI11", 1, "2027-01-01T00:00:00")
     second = write_dark(folder / "roman_wfi_dark_2029.asdf", "WFI11", 2, "2027-02-01T00:00:00")
     return first, second
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_on_loopback(secret_key: str = "testing"):
+    """A moto server on 127.0.0.1 with credentials in the environment; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.delenv("AWS_PROFILE", raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()

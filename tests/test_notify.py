@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from .conftest import moto_on_loopback
+
 from rdmt_dagster.notify import (
     EmailNotifier,
     LogNotifier,
@@ -173,17 +175,8 @@ def smtp_server():
 def aws():
     """A moto server with an SNS topic and an SQS queue subscribed to it."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.delenv("AWS_PROFILE", raising=False)
-        port = _free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        endpoint = f"http://127.0.0.1:{port}"
+    with moto_on_loopback(AWS_SECRET) as endpoint:
         sns = boto3.client("sns", region_name="us-east-1", endpoint_url=endpoint)
         sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
         topic = sns.create_topic(Name="rdmt-alerts")["TopicArn"]
@@ -191,7 +184,6 @@ def aws():
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
         yield {"endpoint": endpoint, "topic": topic, "queue": queue, "sqs": sqs}
-        server.stop()
 
 
 def _drain(aws) -> list[dict]:

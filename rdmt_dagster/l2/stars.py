@@ -41,8 +41,12 @@ class StarMeasurements:
     ----------
     n_in_field : int
         Catalog stars whose projected position falls inside the image.
+    n_matched : int
+        Isolated, unflagged catalog stars with enough signal whose centroid
+        lies within the match radius of where the (aligned) catalog puts them.
     x, y : ndarray
-        Fitted pixel positions (zero-based column, row) of the measured stars.
+        Fitted pixel positions (zero-based column, row) of the measured stars:
+        the brightest ``max_fit_stars`` of the matched ones, less blends.
     ra, dec : ndarray
         Their catalog positions (degrees, at the exposure epoch).
     flux, snr : ndarray
@@ -61,6 +65,7 @@ class StarMeasurements:
     """
 
     n_in_field: int
+    n_matched: int
     x: np.ndarray
     y: np.ndarray
     ra: np.ndarray
@@ -88,13 +93,15 @@ def stars_of(image: L2Image, parameters: dict) -> StarMeasurements:
 
 # -- pieces ---------------------------------------------------------------------
 
-def _bad_mask(image: L2Image, flags: int) -> np.ndarray:
-    return ((image.dq & np.uint32(flags)) != 0) | ~np.isfinite(image.data)
+def _bad(data: np.ndarray, dq: np.ndarray, flags: int) -> np.ndarray:
+    """Flagged or non-finite pixels of (views of) the image: only ever on a subsample or stamps."""
+    return ((dq & np.uint32(flags)) != 0) | ~np.isfinite(data)
 
 
-def sky_and_noise(data: np.ndarray, bad: np.ndarray, step: int = 7) -> tuple[float, float]:
+def sky_and_noise(data: np.ndarray, dq: np.ndarray, flags: int, step: int = 7) -> tuple[float, float]:
     """Median sky and its noise (1.4826 MAD of the faint side) from a sparse grid of pixels."""
-    sample = data[::step, ::step][~bad[::step, ::step]]
+    sub = data[::step, ::step]
+    sample = sub[~_bad(sub, dq[::step, ::step], flags)]
     if sample.size < 100:
         return float("nan"), float("nan")
     sky = float(np.median(sample))
@@ -104,11 +111,16 @@ def sky_and_noise(data: np.ndarray, bad: np.ndarray, step: int = 7) -> tuple[flo
     return sky, noise
 
 
-def _bright_peaks(data: np.ndarray, bad: np.ndarray, sky: float, n: int, binning: int = 4) -> np.ndarray:
-    """(x, y) of the ``n`` brightest local maxima of a binned, sky-subtracted image."""
+def _bright_peaks(data: np.ndarray, sky: float, n: int, binning: int = 4) -> np.ndarray:
+    """(x, y) of the ``n`` brightest local maxima of a binned, sky-subtracted image.
+
+    Saturated stars keep their (clipped, finite) values: they are real bright
+    peaks, good enough to align on.
+    """
     ny, nx = data.shape
     by, bx = ny // binning, nx // binning
-    clean = np.where(bad, np.float32(sky), data)[: by * binning, : bx * binning]
+    cut = data[: by * binning, : bx * binning]
+    clean = np.where(np.isfinite(cut), cut, np.float32(sky))
     binned = clean.reshape(by, binning, bx, binning).sum(axis=(1, 3)) - sky * binning * binning
     peaks = (binned == ndimage.maximum_filter(binned, size=5)) & (binned > 0)
     iy, ix = np.nonzero(peaks)
@@ -181,12 +193,13 @@ def coarse_transform(predicted: np.ndarray, peaks: np.ndarray, search: float) ->
     return matrix
 
 
-def _stamps(data: np.ndarray, bad: np.ndarray, cx: np.ndarray, cy: np.ndarray, half: int):
-    """(n, 2h+1, 2h+1) cutouts centred on integer pixels, and whether each holds a bad pixel."""
+def _stamps(data: np.ndarray, dq: np.ndarray, flags: int, cx: np.ndarray, cy: np.ndarray, half: int):
+    """(n, 2h+1, 2h+1) cutouts centred on integer pixels, and whether each holds a flagged or non-finite pixel."""
     k = np.arange(-half, half + 1)
     rows = cy[:, None, None] + k[None, :, None]
     cols = cx[:, None, None] + k[None, None, :]
-    return data[rows, cols].astype(np.float64), bad[rows, cols].any(axis=(1, 2))
+    pixels = data[rows, cols]
+    return pixels.astype(np.float64), _bad(pixels, dq[rows, cols], flags).any(axis=(1, 2))
 
 
 def _centroids(stamps: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
@@ -365,7 +378,8 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
         ``dq_flags`` (names of the DQ flags that disqualify a stamp),
         ``max_wcs_error`` (arcsec), ``isolation_radius`` (pixels),
         ``min_snr``, ``fit_half_width``, ``epsf_iterations``,
-        ``n_alignment_peaks``, ``match_radius`` (pixels), ``clip_sigma``.
+        ``n_alignment_peaks``, ``match_radius`` (pixels), ``clip_sigma``,
+        ``max_fit_stars``.
 
     Raises
     ------
@@ -380,9 +394,6 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
         raise MonitoringError(image.path, "needs an astrometric reference catalog")
     ny, nx = image.data.shape
     flags = sum(flag_bits(parameters.get("dq_flags", ["DO_NOT_USE", "SATURATED"]), "stars dq_flags").values())
-    bad = _bad_mask(image, flags)
-    if bad.all():
-        raise MonitoringError(image.path, "has no usable pixel (all flagged or non-finite)")
 
     exposure = image.exposure_start()
     when = exposure.utc.to_datetime() if exposure is not None and hasattr(exposure, "utc") else None
@@ -407,11 +418,13 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
     if in_field == 0:
         raise MonitoringError(image.path, f"no star of catalog {image.catalog.source} falls on the image (catalog and image do not overlap)")
 
-    sky_level, noise = sky_and_noise(image.data, bad)
+    sky_level, noise = sky_and_noise(image.data, image.dq, flags)
+    if not np.isfinite(noise):
+        raise MonitoringError(image.path, "has no usable pixel (all flagged or non-finite)")
     mag = image.catalog.mag[index] if image.catalog.mag is not None else None
     order = np.argsort(mag) if mag is not None else np.arange(len(index))
     n_peaks = int(parameters.get("n_alignment_peaks", 300))
-    peaks = _bright_peaks(image.data, bad, sky_level, n_peaks)
+    peaks = _bright_peaks(image.data, sky_level, n_peaks)
     candidates = predicted[order[: max(4 * n_peaks, 1)]] if mag is not None else predicted
     matrix = coarse_transform(candidates, peaks, search)
     guess = _apply(matrix, predicted)
@@ -432,7 +445,7 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
         if mag is None or mag[i] - mag[j] < 3.0:
             crowded[j] = True
     keep = np.flatnonzero(on_image & ~crowded)
-    stamps, flagged = _stamps(image.data, bad, cx[keep], cy[keep], half)
+    stamps, flagged = _stamps(image.data, image.dq, flags, cx[keep], cy[keep], half)
     keep, stamps = keep[~flagged], stamps[~flagged]
     ring = np.concatenate([stamps[:, 0, :], stamps[:, -1, :], stamps[:, 1:-1, 0], stamps[:, 1:-1, -1]], axis=1)
     local_sky = np.median(ring, axis=1)
@@ -446,6 +459,16 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
         raise MonitoringError(image.path, f"too few catalog stars could be measured ({len(keep)} of {in_field} in the field)")
 
     x0, y0 = _centroids(stamps, half)
+    match_radius = float(parameters.get("match_radius", 1.0))
+    centred = np.hypot(cx[keep] + x0 - guess[keep, 0], cy[keep] + y0 - guess[keep, 1]) <= match_radius
+    n_matched = int(np.count_nonzero(centred))
+    # Fit the brightest matched stars only: beyond a few thousand, more stars no longer
+    # sharpen a detector's offset statistics, but the fit's cost grows with each (crowded fields).
+    chosen = np.flatnonzero(centred)
+    chosen = chosen[np.argsort(snr[chosen])[::-1][: int(parameters.get("max_fit_stars", 3000))]]
+    keep, stamps, flux0, snr, x0, y0 = (a[chosen] for a in (keep, stamps, flux0, snr, x0, y0))
+    if len(keep) < 5:
+        raise MonitoringError(image.path, f"too few catalog stars matched ({len(keep)} of {in_field} in the field)")
     x, y, flux = x0, y0, flux0
     k = np.arange(-half, half + 1)
     gy, gx = np.meshgrid(k, k, indexing="ij")
@@ -464,7 +487,7 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
         x, y, flux, _, _ = fit_positions(stamps, x, y, np.where(flux > 0, flux, flux0), psf, half_fit, steps)
     fitted_x, fitted_y = cx[keep] + x, cy[keep] + y
     moved = np.hypot(fitted_x - guess[keep, 0], fitted_y - guess[keep, 1])
-    ok = (moved <= float(parameters.get("match_radius", 1.0))) & np.isfinite(fitted_x) & np.isfinite(fitted_y) & (flux > 0)
+    ok = (moved <= match_radius) & np.isfinite(fitted_x) & np.isfinite(fitted_y) & (flux > 0)
     keep, fitted_x, fitted_y, flux, snr, stamps, x, y = (a[ok] for a in (keep, fitted_x, fitted_y, flux, snr, stamps, x, y))
     if len(keep) < 5:
         raise MonitoringError(image.path, f"too few catalog stars matched ({len(keep)} of {in_field} in the field)")
@@ -487,7 +510,7 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
     ixx, iyy, ixy = gaussian_moments(stamps, x, y, float(parameters.get("moment_weight_sigma", 1.0)))
     trace = ixx + iyy
     return StarMeasurements(
-        n_in_field=in_field, x=fitted_x, y=fitted_y, ra=cat_ra, dec=cat_dec, flux=flux, snr=snr,
+        n_in_field=in_field, n_matched=n_matched, x=fitted_x, y=fitted_y, ra=cat_ra, dec=cat_dec, flux=flux, snr=snr,
         dra=dra, ddec=ddec, sigma=np.sqrt(np.sqrt(np.maximum(ixx * iyy - ixy**2, 0))),
         e1=(ixx - iyy) / trace, e2=2 * ixy / trace, plate_scale=scale, coarse_shift=coarse_shift,
     )

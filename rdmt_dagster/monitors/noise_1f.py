@@ -673,7 +673,6 @@ class Noise1fMonitor(L2Monitor):
     """Residual 1/f noise of an L2 image, relative to its own white noise (see the module docstring)."""
 
     name = "noise_1f"
-    model = "ImageModel"
     version = "1.0.0"
     scales = ("detector", "amp")
 

@@ -704,7 +704,6 @@ class PixelMonitor(L2Monitor):
     """DQ-masked pixel statistics, background and plate scale of an L2 image (see the module docstring)."""
 
     name = "pixel"
-    model = "ImageModel"
     version = "1.0.0"
     scales = ("detector", "amp")
 

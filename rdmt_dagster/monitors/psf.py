@@ -33,10 +33,6 @@ from ..science.scales import ScaleValues
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
-def _one(value) -> ScaleValues:
-    return ScaleValues(detector=np.array([float(value)]))
-
-
 def _spread(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
@@ -57,9 +53,9 @@ class PSFMonitor(L2Monitor):
         fwhm = FWHM_PER_SIGMA * stars.sigma[bright] * stars.plate_scale
         ellipticity = np.hypot(stars.e1[bright], stars.e2[bright])
         return [
-            Metric("psf_fwhm_median", "arcsec", _one(np.median(fwhm)), "median Gaussian-equivalent FWHM"),
-            Metric("psf_fwhm_spread", "arcsec", _one(_spread(fwhm)), "1.4826 MAD of the FWHM over the stars"),
-            Metric("psf_ellipticity_median", "", _one(np.median(ellipticity)), "median |e| of the stars"),
-            Metric("psf_ellipticity_spread", "", _one(_spread(ellipticity)), "1.4826 MAD of |e|"),
-            Metric("num_psf_stars", "stars", _one(np.count_nonzero(bright)), "stars used"),
+            Metric("psf_fwhm_median", "arcsec", ScaleValues.detector_only(np.median(fwhm)), "median Gaussian-equivalent FWHM"),
+            Metric("psf_fwhm_spread", "arcsec", ScaleValues.detector_only(_spread(fwhm)), "1.4826 MAD of the FWHM over the stars"),
+            Metric("psf_ellipticity_median", "", ScaleValues.detector_only(np.median(ellipticity)), "median |e| of the stars"),
+            Metric("psf_ellipticity_spread", "", ScaleValues.detector_only(_spread(ellipticity)), "1.4826 MAD of |e|"),
+            Metric("num_psf_stars", "stars", ScaleValues.detector_only(np.count_nonzero(bright)), "stars used"),
         ]

@@ -114,6 +114,11 @@ class ScaleValues:
             superpixel=grid.ravel().copy(),
         )
 
+    @classmethod
+    def detector_only(cls, value) -> "ScaleValues":
+        """A per-file scalar: one value at detector scale."""
+        return cls(detector=np.array([float(value)]))
+
     def map(self, func) -> "ScaleValues":
         return ScaleValues(**{s: func(v) for s, v in self.items()})
 

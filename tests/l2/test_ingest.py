@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import time
 
 import pytest
@@ -13,33 +12,19 @@ from rdmt_dagster.l2.ingest import ingest_tick
 from rdmt_dagster.storage.database import Database, sqlite_url
 from rdmt_dagster.storage.l2_ledger import L2Ledger
 
+from ..conftest import free_port, moto_on_loopback
+
 BUCKET = "roman-archive"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def aws():
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.delenv("AWS_PROFILE", raising=False)
-        port = _free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        endpoint = f"http://127.0.0.1:{port}"
+    with moto_on_loopback() as endpoint:
         clients = {name: boto3.client(name, region_name="us-east-1", endpoint_url=endpoint) for name in ("sqs", "s3")}
         clients["s3"].create_bucket(Bucket=BUCKET)
         yield clients
-        server.stop()
 
 
 @pytest.fixture
@@ -142,7 +127,7 @@ def test_a_tick_is_bounded(aws, queue, tmp_path):
 
 def test_database_outage_leaves_the_messages_in_the_queue(aws, queue, tmp_path):
     # A real connection failure: nothing listens on this port.
-    down = L2Ledger(Database(f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/rdmt"))
+    down = L2Ledger(Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/rdmt"))
     _send(aws, queue, [_notice(i) for i in range(5)])
     report = ingest_tick(aws["sqs"], queue, down)
     assert report.stopped.startswith("ledger") and report.deleted == 0
