@@ -120,8 +120,9 @@ def _bright_peaks(data: np.ndarray, sky: float, n: int, binning: int = 4) -> np.
     ny, nx = data.shape
     by, bx = ny // binning, nx // binning
     cut = data[: by * binning, : bx * binning]
-    clean = np.where(np.isfinite(cut), cut, np.float32(sky))
-    binned = clean.reshape(by, binning, bx, binning).sum(axis=(1, 3)) - sky * binning * binning
+    # Bin first, then mend the few bins a non-finite pixel made NaN: one pass over the image.
+    binned = cut.reshape(by, binning, bx, binning).sum(axis=(1, 3), dtype=np.float64) - sky * binning * binning
+    binned[~np.isfinite(binned)] = 0.0
     peaks = (binned == ndimage.maximum_filter(binned, size=5)) & (binned > 0)
     iy, ix = np.nonzero(peaks)
     order = np.argsort(binned[iy, ix])[::-1][:n]

@@ -121,8 +121,11 @@ def gnomonic(ra, dec, ra0, dec0):
 
 
 def _design(u, v, degree):
-    cols = [u**i * v**j for i in range(degree + 1) for j in range(degree + 1 - i)]
-    return np.stack(cols, axis=-1)
+    pu, pv = [np.ones_like(u)], [np.ones_like(v)]
+    for _ in range(degree):
+        pu.append(pu[-1] * u)
+        pv.append(pv[-1] * v)
+    return np.stack([pu[i] * pv[j] for i in range(degree + 1) for j in range(degree + 1 - i)], axis=-1)
 
 
 class PixelProjector:
