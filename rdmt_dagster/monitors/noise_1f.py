@@ -74,7 +74,7 @@ from ..l2.monitor import L2Monitor
 from ..science.dq import flag_bits
 from ..science.metrics import Metric
 from ..science.monitor import MonitoringError
-from ..science.scales import AMP_WIDTH, FRAME_SIZE, N_AMPS, ScaleValues
+from ..science.scales import AMP_WIDTH, FRAME_SIZE, N_AMPS, ScaleValues, dq_byte
 
 EXCESS_UNIT = ""
 #: median of the chi-square distribution with one degree of freedom
@@ -262,12 +262,9 @@ def unflagged(dq: np.ndarray, bits: int) -> np.ndarray:
     bits = int(bits)
     if bits == 0:
         return np.ones(dq.shape, dtype=bool)
-    byte = (bits.bit_length() - 1) // 8
-    if dq.dtype.kind == "u" and dq.ndim == 2 and bits >> (8 * byte) << (8 * byte) == bits and dq.flags.c_contiguous:
-        itemsize = dq.dtype.itemsize
-        big_endian = dq.dtype.byteorder == ">" or (dq.dtype.byteorder == "=" and not np.little_endian)
-        index = itemsize - 1 - byte if big_endian else byte
-        plane = dq.view(np.uint8)[:, index::itemsize]
+    plane = dq_byte(dq, bits) if dq.dtype.kind == "u" and dq.ndim == 2 and dq.flags.c_contiguous else None
+    if plane is not None:
+        byte = ((bits & -bits).bit_length() - 1) // 8
         scratch = np.bitwise_and(plane, np.uint8(bits >> (8 * byte)))
         return np.equal(scratch, 0, out=scratch.view(bool))
     return np.bitwise_and(dq, np.asarray(bits).astype(dq.dtype)) == 0

@@ -83,7 +83,7 @@ from ..l2.wcs import plate_scales
 from ..science.dq import flag_bits
 from ..science.metrics import Metric
 from ..science.monitor import MonitoringError
-from ..science.scales import AMP_WIDTH, FRAME_SIZE, N_AMPS, ScaleValues
+from ..science.scales import AMP_WIDTH, FRAME_SIZE, N_AMPS, ScaleValues, dq_byte
 
 RATE_UNIT = "DN / s"
 SURFACE_BRIGHTNESS_UNIT = "MJy / sr"
@@ -142,29 +142,9 @@ def _byte_of(bits: int) -> int:
 
 
 def byte_plane(dq: np.ndarray, bits: int) -> np.ndarray | None:
-    """The byte of every DQ word that holds all of ``bits``, as a contiguous uint8 array.
-
-    Tests on one byte run on a quarter of the memory of the full DQ words.
-
-    Parameters
-    ----------
-    dq : ndarray of unsigned int
-        Native-order DQ array.
-    bits : int
-
-    Returns
-    -------
-    ndarray of uint8 or None
-        None when ``bits`` is 0 or spans more than one byte.
-    """
-    if bits <= 0 or (bits.bit_length() - 1) // 8 != _byte_of(bits):
-        return None
-    size = dq.dtype.itemsize
-    if size == 1:
-        return dq
-    index = _byte_of(bits) if np.little_endian else size - 1 - _byte_of(bits)
-    plane = np.ascontiguousarray(dq).view(np.uint8).reshape(dq.shape[0], dq.shape[1] * size)[:, index::size]
-    return np.ascontiguousarray(plane)
+    """`rdmt_dagster.science.scales.dq_byte` as a contiguous array (None when ``bits`` spans bytes)."""
+    plane = dq_byte(dq, bits)
+    return None if plane is None else np.ascontiguousarray(plane)
 
 
 def dq_masks(dq: np.ndarray, exclude_bits: int, saturated_bit: int) -> tuple[np.ndarray, np.ndarray]:

@@ -199,14 +199,36 @@ def science_pixel_counts() -> ScaleValues:
     return count_true(np.ones((FRAME_SIZE, FRAME_SIZE), dtype=bool))
 
 
-def _flag_byte(dq: np.ndarray, bit_number: int) -> np.ndarray:
-    """The byte of each DQ word that holds ``bit_number``, as a strided uint8 view."""
+def dq_byte(dq: np.ndarray, bits: int) -> np.ndarray | None:
+    """The byte of each DQ word that holds all of ``bits``, as a strided uint8 view.
+
+    Testing flags on that byte reads a quarter of the memory of uint32 DQ
+    words, several times faster than ``(dq & bits) != 0`` on a full detector.
+
+    Parameters
+    ----------
+    dq : ndarray of unsigned int, 2-D
+        DQ words in either byte order (a non-contiguous array is copied).
+    bits : int
+        OR of flag values.
+
+    Returns
+    -------
+    ndarray of uint8, shape of ``dq``, or None
+        None when ``bits`` is 0 or spans more than one byte. Bit ``b`` of
+        ``bits`` is bit ``b % 8`` of the returned bytes.
+    """
+    bits = int(bits)
+    if bits <= 0:
+        return None
+    byte = ((bits & -bits).bit_length() - 1) // 8
+    if (bits.bit_length() - 1) // 8 != byte:
+        return None
+    dq = np.ascontiguousarray(dq)
     itemsize = dq.dtype.itemsize
-    byte = bit_number // 8
-    big_endian = dq.dtype.byteorder == ">" or (dq.dtype.byteorder == "=" and np.little_endian is False)
-    if big_endian:
-        byte = itemsize - 1 - byte
-    return np.ascontiguousarray(dq).view(np.uint8)[:, byte::itemsize]
+    big_endian = dq.dtype.byteorder == ">" or (dq.dtype.byteorder == "=" and not np.little_endian)
+    index = itemsize - 1 - byte if big_endian else byte
+    return dq.view(np.uint8)[:, index::itemsize]
 
 
 def count_flags(dq: np.ndarray, flags: dict[str, int]) -> dict[str, ScaleValues]:
@@ -233,7 +255,7 @@ def count_flags(dq: np.ndarray, flags: dict[str, int]) -> dict[str, ScaleValues]
             raise ValueError(f"flag {name!r} value {bit} is not a single bit")
         number = bit.bit_length() - 1
         if number // 8 not in bytes_cache:
-            plane = np.array(_flag_byte(dq, number))
+            plane = np.array(dq_byte(dq, bit))
             plane[:BORDER, :] = 0
             plane[-BORDER:, :] = 0
             plane[:, :BORDER] = 0
