@@ -67,11 +67,26 @@ class L2Image:
         return BORDER if self.data.shape == (SCIENCE_SIZE, SCIENCE_SIZE) else 0
 
     def exposure_start(self):
-        """``meta.exposure.start_time`` as an astropy `Time`, or None."""
+        """``meta.exposure.start_time`` as a naive UTC datetime, or None."""
+        from ..science.identity import utc_naive
+
         try:
-            return self.meta.exposure.start_time
+            return utc_naive(self.meta.exposure.start_time)
         except AttributeError:
             return None
+
+    @property
+    def unit(self) -> str:
+        """The data's unit: their own (an astropy Quantity), else ``MJy / sr`` once romancal's
+        flux step has run (``meta.cal_step.flux``), ``DN / s`` before it or without ``meta``."""
+        unit = getattr(self.data, "unit", None)
+        if unit is not None:
+            return str(unit)
+        try:
+            converted = str(self.meta.cal_step.flux).upper() == "COMPLETE"
+        except AttributeError:
+            converted = False
+        return "MJy / sr" if converted else "DN / s"
 
 
 def image_from_model(model, path="", catalog=None) -> L2Image:

@@ -396,9 +396,7 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
     ny, nx = image.data.shape
     flags = sum(flag_bits(parameters.get("dq_flags", ["DO_NOT_USE", "SATURATED"]), "stars dq_flags").values())
 
-    exposure = image.exposure_start()
-    when = exposure.utc.to_datetime() if exposure is not None and hasattr(exposure, "utc") else None
-    ra, dec = image.catalog.positions_at(when)
+    ra, dec = image.catalog.positions_at(image.exposure_start())
     try:
         projector = PixelProjector(image.wcs, (ny, nx))
     except Exception as exc:  # a WCS that cannot be evaluated is the file's problem

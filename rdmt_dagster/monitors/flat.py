@@ -34,7 +34,7 @@ import numpy as np
 from roman_datamodels import dqflags
 
 from ..science.metrics import Metric
-from ..science.monitor import Monitor, ReferenceFileError
+from ..science.monitor import Monitor, MonitoringError
 from ..science.scales import RegionReducer, count_flags, count_true, detector_frame
 
 RESPONSE_UNIT = ""
@@ -66,7 +66,7 @@ class FlatMonitor(Monitor):
         percentiles = reducer.percentiles(list(dict.fromkeys(wanted + [50.0])))
         median = float(percentiles[50.0].detector[0])
         if not np.isfinite(median) or median <= 0:
-            raise ReferenceFileError("", f"'data' has detector median {median}; a flat needs a positive median")
+            raise MonitoringError("", f"'data' has detector median {median}; a flat needs a positive median")
         out = [
             Metric(f"flat_response_percentile_{q:g}", RESPONSE_UNIT, percentiles[q].map(lambda v: v / median),
                    f"{q:g}th percentile of the flat divided by its detector median")

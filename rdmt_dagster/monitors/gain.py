@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..science.metrics import Metric
-from ..science.monitor import Monitor, ReferenceFileError
+from ..science.monitor import Monitor, MonitoringError
 from ..science.scales import RegionReducer, count_true
 
 GAIN_UNIT = "electron / DN"
@@ -43,7 +43,7 @@ class GainMonitor(Monitor):
             valid = np.isfinite(data) & (data > 0)
         reducer = RegionReducer(data, exclude=~valid)
         if int(reducer.count.detector[0]) == 0:
-            raise ReferenceFileError("", "'data' has no valid gain value (finite and > 0) in the science area")
+            raise MonitoringError("", "'data' has no valid gain value (finite and > 0) in the science area")
         out = [Metric("gain_mean", GAIN_UNIT, reducer.mean, "mean gain of pixels with a valid gain")]
         for q, values in reducer.percentiles(parameters.get("percentiles", [1, 50, 99])).items():
             out.append(Metric(f"gain_percentile_{q:g}", GAIN_UNIT, values, f"{q:g}th percentile gain"))

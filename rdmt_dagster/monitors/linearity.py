@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..science.metrics import Metric
-from ..science.monitor import Monitor, ReferenceFileError
+from ..science.monitor import Monitor, MonitoringError
 from ..science.scales import (
     FRAME_SIZE,
     N_SUPERPIXELS,
@@ -80,16 +80,16 @@ class LinearityMonitor(Monitor):
     def metrics(self, model, parameters, previous=None):
         coeffs = self.frame_array(model, "coeffs")
         if coeffs.ndim != 3 or coeffs.shape[0] < 1:
-            raise ReferenceFileError(
+            raise MonitoringError(
                 None, f"'coeffs' has shape {coeffs.shape}; expected (n_coefficients, {FRAME_SIZE}, {FRAME_SIZE})")
         if coeffs.dtype.kind not in "fiu":
-            raise ReferenceFileError(None, f"'coeffs' has type {coeffs.dtype}; expected real numbers")
+            raise MonitoringError(None, f"'coeffs' has type {coeffs.dtype}; expected real numbers")
         n_coeffs = coeffs.shape[0]
         robust = [int(k) for k in parameters.get("robust_coefficients", [2])]
         means = [int(k) for k in parameters.get("mean_coefficients", [1])]
         missing = sorted({k for k in robust + means if not 0 <= k < n_coeffs})
         if missing:
-            raise ReferenceFileError(
+            raise MonitoringError(
                 None, f"'coeffs' holds {n_coeffs} coefficient(s); the standards ask for coefficient(s) {missing}")
         dq = dq_frame(self, model)
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..science.dq import bad_pixels, dq_frame, flag_bits
 from ..science.metrics import Metric
-from ..science.monitor import Monitor, ReferenceFileError
+from ..science.monitor import Monitor, MonitoringError
 from ..science.scales import count_flags, count_true
 
 COUNT_UNIT = "pix"
@@ -90,5 +90,5 @@ class MaskMonitor(Monitor):
             return None
         try:
             return dq_frame(self, previous)
-        except ReferenceFileError:
+        except MonitoringError:
             return None

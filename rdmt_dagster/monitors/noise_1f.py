@@ -726,17 +726,9 @@ class Noise1fMonitor(L2Monitor):
                    ScaleValues(detector=np.array([detector_excess]), amp=amp_excess),
                    "row-to-row variance of the detrended row means over its white-noise expectation "
                    "(detector: mean of the amps)"),
-            Metric("noise_1f_common_excess", EXCESS_UNIT, ScaleValues(detector=np.array([common])),
+            Metric("noise_1f_common_excess", EXCESS_UNIT, ScaleValues.detector_only(common),
                    "the same for the row means averaged over the 32 channels (banding common to all channels)"),
-            Metric("white_noise", _unit(model), ScaleValues(detector=np.array([detector_sigma]), amp=sigma),
+            Metric("white_noise", model.unit, ScaleValues(detector=np.array([detector_sigma]), amp=sigma),
                    "white pixel noise from pixel-pair differences along rows (detector: quadratic mean of the amps)"),
         ]
 
-
-def _unit(model) -> str:
-    """Unit of the image: MJy/sr once romancal's flux step has run, else DN/s."""
-    try:
-        converted = str(model.meta.cal_step.flux).upper() == "COMPLETE"
-    except AttributeError:
-        converted = False
-    return "MJy / sr" if converted else "DN / s"

@@ -77,7 +77,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from ..l2.image import L2Image, image_from_model
+from ..l2.image import L2Image
 from ..l2.monitor import L2Monitor
 from ..l2.wcs import plate_scales
 from ..science.dq import flag_bits
@@ -85,8 +85,6 @@ from ..science.metrics import Metric
 from ..science.monitor import MonitoringError
 from ..science.scales import AMP_WIDTH, FRAME_SIZE, N_AMPS, ScaleValues, dq_byte
 
-RATE_UNIT = "DN / s"
-SURFACE_BRIGHTNESS_UNIT = "MJy / sr"
 COUNT_UNIT = "pix"
 FRACTION_UNIT = ""
 PLATE_SCALE_UNIT = "arcsec / pix"
@@ -94,15 +92,6 @@ PLATE_SCALE_UNIT = "arcsec / pix"
 #: percentiles reported besides the extremes: metric name -> q (the names are a contract)
 PERCENTILE_METRICS = {"pixel_percentile_5": 5, "pixel_median": 50, "pixel_percentile_95": 95}
 
-#: used where a caller passes no standards; the packaged pixel.yaml sets the same values
-DEFAULT_PARAMETERS = {
-    "exclude_flags": ["DO_NOT_USE", "SATURATED"],
-    "saturated_flag": "SATURATED",
-    "clip_sigma": 3.0,
-    "clip_max_iterations": 10,
-    "clip_tolerance": 1.0e-3,
-    "shift_sample_rows": 16,
-}
 
 N_KEYS = 1 << 16
 REGIONS = N_AMPS + 1  # the 32 amps, then the detector
@@ -620,25 +609,19 @@ def corner_plate_scales(wcs, shape) -> tuple[float, float, float]:
     return float(scales[0]), float(corners.min()), float(corners.max())
 
 
-def data_unit(image) -> str:
-    """The image unit: the data's own unit if they carry one (astropy Quantity), else ``MJy / sr``
-    once romancal's flux step has run (``meta.cal_step.flux``) and ``DN / s`` before it (or without ``meta``).
-    """
-    unit = getattr(image.data, "unit", None)
-    if unit is not None:
-        return str(unit)
-    try:
-        converted = str(image.meta.cal_step.flux).upper() == "COMPLETE"
-    except AttributeError:
-        converted = False
-    return SURFACE_BRIGHTNESS_UNIT if converted else RATE_UNIT
-
-
 # --- the monitor --------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
+def _packaged_parameters() -> dict:
+    """The ``parameters`` of the packaged ``pixel.yaml``: the one place their values are written."""
+    from ..science.standards import default_blocks
+
+    return dict(default_blocks()["pixel"]["parameters"])
+
+
 def _parameters(parameters: dict) -> dict:
-    p = {**DEFAULT_PARAMETERS, **(parameters or {})}
+    p = {**_packaged_parameters(), **(parameters or {})}
     out = dict(p)
     out["exclude_bits"] = 0
     for bit in flag_bits(p["exclude_flags"], "pixel parameters.exclude_flags").values():
@@ -687,13 +670,12 @@ class PixelMonitor(L2Monitor):
     version = "1.0.0"
     scales = ("detector", "amp")
 
-    def metrics(self, model, parameters, previous=None):
-        image = model if isinstance(model, L2Image) else image_from_model(model, getattr(model, "path", ""))
+    def metrics(self, image, parameters, previous=None):
         p = _parameters(parameters)
         data, dq, offset = _image_arrays(image)
         rows, columns = data.shape
         edges = amp_edges(columns, offset)
-        unit = data_unit(image)
+        unit = image.unit
 
         flagged, saturated_columns = dq_masks(dq, p["exclude_bits"], p["saturated_bit"])
         saturated = per_amp(saturated_columns, edges)
@@ -752,11 +734,11 @@ class PixelMonitor(L2Monitor):
                    f"sky level: median of the good pixels within {p['clip_sigma']:g} noise widths, iterated"),
             Metric("background_noise", unit, _values(noise),
                    "sky noise: MAD of the clipped good pixels over that of a clipped normal distribution"),
-            Metric("plate_scale_center", PLATE_SCALE_UNIT, ScaleValues(detector=np.array([centre_scale])),
+            Metric("plate_scale_center", PLATE_SCALE_UNIT, ScaleValues.detector_only(centre_scale),
                    "local plate scale of meta.wcs at the image centre (NaN without a WCS)"),
-            Metric("plate_scale_corner_min", PLATE_SCALE_UNIT, ScaleValues(detector=np.array([corner_min])),
+            Metric("plate_scale_corner_min", PLATE_SCALE_UNIT, ScaleValues.detector_only(corner_min),
                    "smallest local plate scale of meta.wcs at the four image corners (NaN without a WCS)"),
-            Metric("plate_scale_corner_max", PLATE_SCALE_UNIT, ScaleValues(detector=np.array([corner_max])),
+            Metric("plate_scale_corner_max", PLATE_SCALE_UNIT, ScaleValues.detector_only(corner_max),
                    "largest local plate scale of meta.wcs at the four image corners (NaN without a WCS)"),
         ]
         return out

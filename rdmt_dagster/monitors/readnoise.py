@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..science.metrics import Metric
-from ..science.monitor import Monitor, ReferenceFileError
+from ..science.monitor import Monitor, MonitoringError
 from ..science.scales import RegionReducer, count_true
 
 DN = "DN"
@@ -51,7 +51,7 @@ class ReadnoiseMonitor(Monitor):
             out.append(Metric(f"readnoise_percentile_{q:g}", DN, percentiles[q], f"{q:g}th percentile read noise"))
         median = float(percentiles[50.0].detector[0])
         if not np.isfinite(median) or median <= 0:
-            raise ReferenceFileError("", f"'data' has detector median read noise {median}; expected a positive value")
+            raise MonitoringError("", f"'data' has detector median read noise {median}; expected a positive value")
         multiple = float(parameters.get("noisy_multiple", 2.0))
         with np.errstate(invalid="ignore"):
             noisy = np.asarray(data) > multiple * median

@@ -43,7 +43,7 @@ import math
 import numpy as np
 
 from ..science.metrics import Metric
-from ..science.monitor import Monitor, ReferenceFileError
+from ..science.monitor import Monitor, MonitoringError
 from ..science.scales import N_AMPS, ScaleValues
 
 COEFFICIENTS = ("alpha", "gamma", "zeta")
@@ -98,7 +98,7 @@ class RefpixMonitor(Monitor):
             finite = np.isfinite(amplitude)
             n_bad = amplitude.size - np.count_nonzero(finite)
             if n_bad == amplitude.size:
-                raise ReferenceFileError(None, f"'{name}' has no finite coefficients (all NaN or inf)")
+                raise MonitoringError(None, f"'{name}' has no finite coefficients (all NaN or inf)")
             if n_bad:
                 nonfinite += (~finite).sum(axis=1)
                 amplitude[~finite] = 0.0
@@ -120,16 +120,16 @@ class RefpixMonitor(Monitor):
 
     @staticmethod
     def _coefficients(model, name: str, n_freq: int) -> np.ndarray:
-        """``model.<name>`` as a (32, n_freq) array, or a `ReferenceFileError`."""
+        """``model.<name>`` as a (32, n_freq) array, or a `MonitoringError`."""
         try:
             array = np.asarray(getattr(model, name))
         except AttributeError:
-            raise ReferenceFileError(None, f"has no '{name}' array") from None
+            raise MonitoringError(None, f"has no '{name}' array") from None
         expected = (N_AMPS, n_freq)
         if array.shape != expected:
-            raise ReferenceFileError(
+            raise MonitoringError(
                 None, f"'{name}' has shape {array.shape}; expected {expected[0]}x{expected[1]} "
                       f"(32 channels x IRRC frequency bins)")
         if array.dtype.kind not in "cfiu":
-            raise ReferenceFileError(None, f"'{name}' has type {array.dtype}; expected complex numbers")
+            raise MonitoringError(None, f"'{name}' has type {array.dtype}; expected complex numbers")
         return array

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..science.metrics import Metric
-from ..science.monitor import Monitor, ReferenceFileError
+from ..science.monitor import Monitor, MonitoringError
 from ..science.scales import (
     SCALES,
     RegionReducer,
@@ -56,9 +56,9 @@ class SaturationMonitor(Monitor):
     def metrics(self, model, parameters, previous=None):
         level = self.frame_array(model, "data")
         if level.ndim != 2:
-            raise ReferenceFileError(None, f"'data' has shape {level.shape}; expected a 2-D 4096x4096 array")
+            raise MonitoringError(None, f"'data' has shape {level.shape}; expected a 2-D 4096x4096 array")
         if level.dtype.kind not in "fiu":
-            raise ReferenceFileError(None, f"'data' has type {level.dtype}; expected real numbers (DN)")
+            raise MonitoringError(None, f"'data' has type {level.dtype}; expected real numbers (DN)")
         level = detector_frame(level)
         dq = dq_frame(self, model)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from roman_datamodels import dqflags
 
-from .monitor import Monitor, ReferenceFileError
+from .monitor import Monitor, MonitoringError
 from .scales import detector_frame
 
 
@@ -23,12 +23,12 @@ def flag_bits(names, where: str) -> dict[str, int]:
 
 
 def dq_frame(monitor: Monitor, model, attribute: str = "dq") -> np.ndarray:
-    """A 2-D unsigned-integer DQ array in the 4096x4096 frame, or a `ReferenceFileError`."""
+    """A 2-D unsigned-integer DQ array in the 4096x4096 frame, or a `MonitoringError`."""
     dq = monitor.frame_array(model, attribute)
     if dq.ndim != 2:
-        raise ReferenceFileError(None, f"'{attribute}' has shape {dq.shape}; expected a 2-D 4096x4096 array")
+        raise MonitoringError(None, f"'{attribute}' has shape {dq.shape}; expected a 2-D 4096x4096 array")
     if dq.dtype.kind not in "ui":
-        raise ReferenceFileError(None, f"'{attribute}' has type {dq.dtype}; expected unsigned integers")
+        raise MonitoringError(None, f"'{attribute}' has type {dq.dtype}; expected unsigned integers")
     return detector_frame(dq, fill=0)
 
 

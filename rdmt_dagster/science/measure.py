@@ -129,21 +129,22 @@ def monitors_of(model, path, names=None) -> list[Monitor]:
     return monitors
 
 
+def _identify(monitors: list[Monitor], model, path) -> list[FileInfo]:
+    try:
+        return [monitor.identify(model, path) for monitor in monitors]
+    except IdentityError as exc:
+        raise MonitoringError(path, str(exc)) from None
+
+
 def identities(model, path, names=None) -> list[FileInfo]:
     """The identity of an opened file for each of its monitors (no arrays are read)."""
-    out = []
-    for monitor in monitors_of(model, path, names):
-        try:
-            out.append(monitor.identify(model, path))
-        except IdentityError as exc:
-            raise MonitoringError(path, str(exc)) from None
-    return out
+    return _identify(monitors_of(model, path, names), model, path)
 
 
 def describe(model, path) -> tuple[Monitor, FileInfo]:
     """The (first) monitor of an opened model and the file's identity for it."""
     monitor = monitors_of(model, path)[0]
-    return monitor, identities(model, path, {monitor.name})[0]
+    return monitor, _identify([monitor], model, path)[0]
 
 
 @dataclass(frozen=True)
@@ -195,12 +196,7 @@ def measure_model(model, path, request: MeasureRequest) -> list[MetricSet]:
     """
     path = Path(path)
     monitors = monitors_of(model, path, request.monitors)
-    infos = {}
-    for monitor in monitors:
-        try:
-            infos[monitor.name] = monitor.identify(model, path)
-        except IdentityError as exc:
-            raise MonitoringError(path, str(exc)) from None
+    infos = _identify(monitors, model, path)
     try:
         catalog = _catalog(request, monitors)
         catalog_error = None
@@ -208,8 +204,7 @@ def measure_model(model, path, request: MeasureRequest) -> list[MetricSet]:
         catalog, catalog_error = None, exc
     prepared: dict = {}
     out = []
-    for monitor in monitors:
-        info = infos[monitor.name]
+    for monitor, info in zip(monitors, infos):
         try:
             if monitor.needs_catalog and catalog is None:
                 if catalog_error is not None:

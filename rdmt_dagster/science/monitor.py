@@ -38,8 +38,6 @@ class MonitoringError(Exception):
         super().__init__(f"{Path(self.path).name}: {problem}" if self.path else problem)
 
 
-ReferenceFileError = MonitoringError  # the name used before the L2 arm
-
 
 class Monitor:
     """Base class of the monitors.
@@ -104,9 +102,9 @@ class Monitor:
         try:
             array = np.asarray(getattr(model, attribute))
         except AttributeError:
-            raise ReferenceFileError(path, f"has no '{attribute}' array") from None
+            raise MonitoringError(path, f"has no '{attribute}' array") from None
         if array.shape[-2:] not in ((FRAME_SIZE, FRAME_SIZE), (SCIENCE_SIZE, SCIENCE_SIZE)):
-            raise ReferenceFileError(
+            raise MonitoringError(
                 path,
                 f"'{attribute}' has shape {array.shape}; expected {FRAME_SIZE}x{FRAME_SIZE} "
                 f"(or the {SCIENCE_SIZE}x{SCIENCE_SIZE} science area)",
@@ -117,7 +115,7 @@ class Monitor:
     def require_valid(count, attribute: str, path: str = "") -> None:
         """Fail when ``attribute`` has no finite science pixel at all."""
         if int(np.asarray(count.detector)[0]) == 0:
-            raise ReferenceFileError(path, f"'{attribute}' has no finite science pixels (all NaN or inf)")
+            raise MonitoringError(path, f"'{attribute}' has no finite science pixels (all NaN or inf)")
 
 
 def _load_monitor_modules() -> None:

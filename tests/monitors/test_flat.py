@@ -10,7 +10,7 @@ from roman_datamodels import dqflags
 
 from rdmt_dagster.checking import check_files
 from rdmt_dagster.monitors.flat import FlatMonitor
-from rdmt_dagster.science.monitor import ReferenceFileError, registry
+from rdmt_dagster.science.monitor import MonitoringError, registry
 from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.synthetic import flat as synthetic
 
@@ -98,7 +98,7 @@ def test_dq_and_nonfinite_counts_by_construction(constructed):
 
 
 def test_non_positive_median_is_an_error():
-    with pytest.raises(ReferenceFileError, match="positive median"):
+    with pytest.raises(MonitoringError, match="positive median"):
         FlatMonitor().metrics(SimpleNamespace(data=np.zeros((N, N), np.float32), dq=np.zeros((N, N), np.uint32)), PARAMS)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from rdmt_dagster.checking import check_files
 from rdmt_dagster.monitors.gain import GainMonitor
-from rdmt_dagster.science.monitor import ReferenceFileError, registry
+from rdmt_dagster.science.monitor import MonitoringError, registry
 from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.synthetic import gain as synthetic
 
@@ -89,7 +89,7 @@ def test_no_gain_count_by_construction(constructed):
 
 
 def test_no_valid_gain_is_a_clear_error():
-    with pytest.raises(ReferenceFileError, match="no valid gain value"):
+    with pytest.raises(MonitoringError, match="no valid gain value"):
         GainMonitor().metrics(SimpleNamespace(data=np.zeros((N, N), np.float32)), PARAMS)
 
 

@@ -9,7 +9,7 @@ import pytest
 from roman_datamodels import dqflags
 
 from rdmt_dagster.checking import check_files
-from rdmt_dagster.science.monitor import ReferenceFileError, registry
+from rdmt_dagster.science.monitor import MonitoringError, registry
 from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.synthetic import linearity as synthetic_linearity
 
@@ -91,9 +91,9 @@ def test_counts_match_construction(constructed):
 def test_bad_arrays_raise_clear_errors(constructed):
     coeffs, dq = constructed
     monitor = registry()["linearity"]
-    with pytest.raises(ReferenceFileError, match="holds 3 coefficient"):
+    with pytest.raises(MonitoringError, match="holds 3 coefficient"):
         monitor.metrics(SimpleNamespace(coeffs=coeffs, dq=dq), dict(PARAMS, robust_coefficients=[3]))
-    with pytest.raises(ReferenceFileError, match="shape"):
+    with pytest.raises(MonitoringError, match="shape"):
         monitor.metrics(SimpleNamespace(coeffs=coeffs[0], dq=dq), PARAMS)
 
 

@@ -9,7 +9,7 @@ import pytest
 from roman_datamodels import dqflags
 
 from rdmt_dagster.checking import check_files
-from rdmt_dagster.science.monitor import ReferenceFileError, registry
+from rdmt_dagster.science.monitor import MonitoringError, registry
 from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.synthetic import mask as synthetic_mask
 
@@ -122,9 +122,9 @@ def test_no_previous_mask_omits_the_comparison(constructed):
 
 def test_bad_inputs_raise_clear_errors(constructed):
     monitor = registry()["mask"]
-    with pytest.raises(ReferenceFileError, match="shape"):
+    with pytest.raises(MonitoringError, match="shape"):
         monitor.metrics(SimpleNamespace(dq=np.zeros((2, 4096, 4096), np.uint32)), PARAMS)
-    with pytest.raises(ReferenceFileError, match="unsigned integers"):
+    with pytest.raises(MonitoringError, match="unsigned integers"):
         monitor.metrics(SimpleNamespace(dq=np.zeros((4096, 4096), np.float32)), PARAMS)
     with pytest.raises(ValueError, match="NOT_A_FLAG"):
         monitor.metrics(SimpleNamespace(dq=constructed[0]), {"count_flags": ["NOT_A_FLAG"]})

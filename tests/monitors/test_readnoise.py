@@ -87,9 +87,9 @@ def test_noisy_multiple_is_a_parameter(constructed):
 
 
 def test_non_positive_median_is_an_error():
-    from rdmt_dagster.science.monitor import ReferenceFileError
+    from rdmt_dagster.science.monitor import MonitoringError
 
-    with pytest.raises(ReferenceFileError, match="median"):
+    with pytest.raises(MonitoringError, match="median"):
         ReadnoiseMonitor().metrics(SimpleNamespace(data=np.zeros((N, N), np.float32)), PARAMS)
 
 

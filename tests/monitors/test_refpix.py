@@ -9,7 +9,7 @@ import pytest
 
 from rdmt_dagster.checking import check_files
 from rdmt_dagster.monitors.refpix import band_bins
-from rdmt_dagster.science.monitor import ReferenceFileError, registry
+from rdmt_dagster.science.monitor import MonitoringError, registry
 from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.synthetic import refpix as synthetic_refpix
 
@@ -72,9 +72,9 @@ def test_bands_follow_the_irrc_frequency_grid():
 def test_bad_arrays_raise_clear_errors(constructed):
     monitor = registry()["refpix"]
     short = dict(constructed, zeta=constructed["zeta"][:, :1000])
-    with pytest.raises(ReferenceFileError, match=r"'zeta' has shape \(32, 1000\)"):
+    with pytest.raises(MonitoringError, match=r"'zeta' has shape \(32, 1000\)"):
         monitor.metrics(SimpleNamespace(**short), PARAMS)
-    with pytest.raises(ReferenceFileError, match="has no 'gamma'"):
+    with pytest.raises(MonitoringError, match="has no 'gamma'"):
         monitor.metrics(SimpleNamespace(alpha=constructed["alpha"], zeta=constructed["zeta"]), PARAMS)
 
 
