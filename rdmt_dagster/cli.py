@@ -71,12 +71,10 @@ def _submit(args) -> int:
 
 
 def _status(args) -> int:
-    from .resources import RDMTConfig
+    from .resources import config_from_environment
     from .status import format_status, status_document
 
-    rdmt = RDMTConfig(home=os.environ.get("RDMT_HOME", "rdmt_data"),
-                      database_url=os.environ.get("RDMT_DATABASE_URL") or None)
-    document = status_document(rdmt.database())
+    document = status_document(config_from_environment().database())
     if args.json:
         sys.stdout.write(json.dumps(document) + "\n")
     else:

@@ -25,7 +25,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from .resources import RDMTConfig
+from .resources import RDMTConfig, config_from_environment
 from .storage.database import REPLACED, Database
 from .storage.database import ContentChangedError as StoredContentChanged
 
@@ -124,10 +124,7 @@ def register_files(paths, database: Database, replace: bool = False) -> list[str
 
 
 def _config(rdmt) -> RDMTConfig:
-    if isinstance(rdmt, RDMTConfig):
-        return rdmt
-    home = str(rdmt) if rdmt is not None else os.environ.get("RDMT_HOME", "rdmt_data")
-    return RDMTConfig(home=home, database_url=os.environ.get("RDMT_DATABASE_URL") or None)
+    return rdmt if isinstance(rdmt, RDMTConfig) else config_from_environment(rdmt)
 
 
 def submit(paths, rdmt: "RDMTConfig | str | os.PathLike | None" = None, replace: bool = False) -> list[str]:

@@ -103,6 +103,17 @@ class RDMTConfig(dg.ConfigurableResource):
         return found
 
 
+def config_from_environment(home=None) -> RDMTConfig:
+    """`RDMTConfig` for commands run outside Dagster (``rdmt submit``, ``rdmt status``).
+
+    ``home`` defaults to ``RDMT_HOME`` (else ``rdmt_data``); the database URL
+    comes from ``RDMT_DATABASE_URL`` when set, read here rather than through
+    Dagster's ``EnvVar``, which only resolves inside a run.
+    """
+    home = str(home) if home is not None else os.environ.get("RDMT_HOME", "rdmt_data")
+    return RDMTConfig(home=home, database_url=os.environ.get("RDMT_DATABASE_URL") or None)
+
+
 def env_or(name: str, default):
     """``EnvVar(name)`` when the variable is set (secrets stay out of code), else ``default``."""
     return dg.EnvVar(name) if os.environ.get(name) else default

@@ -70,7 +70,7 @@ class ContentChangedError(ValueError):
                          f"(registered from {registered_path})")
 
 
-def _utcnow() -> datetime:
+def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -208,7 +208,7 @@ class Database:
 
     def _register(self, conn, filename, path, checksum, replace, replaced_status) -> int:
         f = t.reference_file
-        file_id = self._lock_file_row(conn, filename, path=path, checksum=checksum, registered_at=_utcnow())
+        file_id = self._lock_file_row(conn, filename, path=path, checksum=checksum, registered_at=utcnow())
         row = conn.execute(sa.select(f.c.path, f.c.checksum).where(f.c.id == file_id)).one()
         if checksum is None or row.checksum == checksum:
             if row.path != path:
@@ -245,7 +245,7 @@ class Database:
         status = REGISTERED if row.status == REGISTERED else status
         conn.execute(f.update().where(f.c.id == file_id).values(
             path=path, checksum=checksum, version=row.version + 1, status=status, error=None,
-            monitor_version="", measured_at=None, registered_at=_utcnow()))
+            monitor_version="", measured_at=None, registered_at=utcnow()))
         return row.version + 1
 
     def record_checksum(self, filename: str, checksum: str) -> None:
@@ -302,7 +302,7 @@ class Database:
         return conn.execute(sa.select(f.c.id).where(f.c.filename == filename).with_for_update()).scalar()
 
     def _file_row(self, conn, info: FileInfo, **values) -> int:
-        file_id = self._lock_file_row(conn, info.filename, path=info.path, registered_at=_utcnow())
+        file_id = self._lock_file_row(conn, info.filename, path=info.path, registered_at=utcnow())
         fields = dict(
             path=info.path, monitor=info.monitor, reftype=getattr(info, "reftype", ""), detector=info.detector,
             useafter=getattr(info, "useafter", None), **values,
@@ -326,7 +326,7 @@ class Database:
             status="ok" if metric_set.ok else "error",
             error=metric_set.error,
             monitor_version=metric_set.monitor_version,
-            measured_at=_utcnow(),
+            measured_at=utcnow(),
         )
         self._delete_existing(conn, t.metric_value, t.metric_value.c.file_id == file_id)
         if not metric_set.ok:
@@ -358,7 +358,7 @@ class Database:
     def write_standards(self, standards: MonitorStandards) -> None:
         """Keep the YAML of ``standards`` under its hash (once, whoever writes it first)."""
         values = dict(hash=standards.hash, monitor=standards.monitor, source=standards.source,
-                      content=standards.as_yaml(), created_at=_utcnow())
+                      content=standards.as_yaml(), created_at=utcnow())
 
         def work(conn):
             conn.execute(_insert_if_absent(conn, t.standards, values, "hash"))
@@ -391,7 +391,7 @@ class Database:
         notes = sorted({f"{ev.evaluator}: {ev.note}" for ev in evaluation_set.evaluations if ev.note})
         conn.execute(t.evaluation_run.insert().values(
             file_id=file_id, standards_hash=evaluation_set.standards_hash, monitor_version=monitor_version,
-            evaluated_at=_utcnow(), n_evaluations=n, n_failed=evaluation_set.n_failed,
+            evaluated_at=utcnow(), n_evaluations=n, n_failed=evaluation_set.n_failed,
             compared_with=json.dumps(compared), notes=json.dumps(notes)))
 
     def failed_evaluations(self, filenames=None, standards_hash: str | None = None) -> list[dict]:

@@ -9,19 +9,14 @@ race, finds the row already there.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ..l2.notices import L2Notice
+from .database import utcnow
 from .l2_tables import l2_file, rejected_message
 
 ATTEMPTS = 4
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def notice_key(notice: L2Notice) -> str:
@@ -53,7 +48,7 @@ class L2Ledger:
             filename=notice.filename, reprocess_number=number, notice_key=key, bucket=notice.bucket,
             s3_key=notice.key, checksum=notice.checksum, size=notice.size, reprocessing=notice.reprocessing,
             monitors=",".join(notice.monitors) if notice.monitors else None, message_id=message_id[:128],
-            created_at=notice.created, received_at=_utcnow(), status="pending",
+            created_at=notice.created, received_at=utcnow(), status="pending",
         ))
         return True
 
@@ -78,7 +73,7 @@ class L2Ledger:
         try:
             with self.engine.begin() as conn:
                 conn.execute(rejected_message.insert().values(
-                    message_id=message_id[:128], reason=reason, body=body, received_at=_utcnow()))
+                    message_id=message_id[:128], reason=reason, body=body, received_at=utcnow()))
         except IntegrityError:
             pass  # the same message again (its deletion failed last time): already recorded
 
