@@ -306,7 +306,9 @@ def fit_positions(stamps, x0, y0, flux0, psf: EffectivePSF, half: int, iteration
 
     Returns
     -------
-    x, y, flux, background, chi2 per degree of freedom (relative to the pixel variance estimate).
+    x, y, flux : arrays
+        The fitted positions (relative to the stamp centre) and fluxes; the
+        background is fitted with them and dropped.
     """
     s = stamps.shape[1]
     k = np.arange(s) - (s - 1) // 2
@@ -333,10 +335,7 @@ def fit_positions(stamps, x0, y0, flux0, psf: EffectivePSF, half: int, iteration
         step[:, :2] = np.clip(step[:, :2], -0.5, 0.5)
         x, y = x + step[:, 0], y + step[:, 1]
         flux, bkg = flux + step[:, 2], bkg + step[:, 3]
-    dx = gx[None] - x[:, None, None]
-    dy = gy[None] - y[:, None, None]
-    resid = pix - flux[:, None, None] * psf.value(dx, dy) - bkg[:, None, None]
-    return x, y, flux, bkg, (resid**2).reshape(n, -1).sum(axis=1)
+    return x, y, flux
 
 
 def gaussian_moments(stamps, x, y, weight_sigma: float = 1.0):
@@ -483,7 +482,7 @@ def measure_stars(image: L2Image, parameters: dict) -> StarMeasurements:
         psf = EffectivePSF(ndimage.shift(psf.grid, (-oy * psf.oversampling, -ox * psf.oversampling), order=3, mode="constant"), psf.oversampling)
         # Early rounds only need positions good enough to sharpen the PSF.
         steps = int(parameters.get("fit_iterations", 4)) if round_ == rounds - 1 else 2
-        x, y, flux, _, _ = fit_positions(stamps, x, y, np.where(flux > 0, flux, flux0), psf, half_fit, steps)
+        x, y, flux = fit_positions(stamps, x, y, np.where(flux > 0, flux, flux0), psf, half_fit, steps)
     fitted_x, fitted_y = cx[keep] + x, cy[keep] + y
     moved = np.hypot(fitted_x - guess[keep, 0], fitted_y - guess[keep, 1])
     ok = (moved <= match_radius) & np.isfinite(fitted_x) & np.isfinite(fitted_y) & (flux > 0)
