@@ -4,6 +4,9 @@
   file read once, outside the timing), the read itself in a warm process,
   ``rdmt check`` on one image with its catalog (wall time including start-up,
   and its peak memory), for a bulge-like and a crowded field.
+* ``noise_1f``: the 1/f metric on synthetic images with 0x, 25x and 50x a base
+  1/f pattern injected in readout order, at three sky levels, and on a crowded
+  field: the seed's test design.
 * ``romanisim``: the astrometry and PSF monitors on romanisim images made by
   ``benchmarks/romanisim_images.py`` against their true catalogs (and the
   catalogs shifted by 0.1 and 0.5 arcsec), when those images are cached.
@@ -94,6 +97,39 @@ def bench_l2(repeat: int) -> list[str]:
     return lines
 
 
+def bench_noise_1f() -> list[str]:
+    """The 1/f excess and its verdicts against injected 1/f noise, sky level and crowding."""
+    from dataclasses import replace
+
+    from rdmt_dagster.l2.image import L2Image
+    from rdmt_dagster.science.metrics import L2FileInfo, MetricSet
+    from rdmt_dagster.science.monitor import evaluate, registry
+    from rdmt_dagster.science.standards import Standards
+    from rdmt_dagster.synthetic.l2 import L2Scene, make_scene
+
+    standards = Standards().for_monitor("noise_1f")
+    monitor = registry()["noise_1f"]
+    base = L2Scene()
+    # 1x: a 1/f pattern whose RMS is 2 per cent of the white noise at the nominal sky.
+    white = float(np.sqrt(base.sky / base.exposure_time + base.read_noise**2))
+    lines = ["| field | sky (DN/s) | injected | `noise_1f_excess` | `noise_1f_common_excess` | verdict (soc) |",
+             "|---|---|---|---|---|---|"]
+    cases = [("bulge-like, 4,000 stars", sky, level, {}) for sky in (0.25, 1.0, 4.0) for level in (0, 25, 50)]
+    cases += [("crowded, 40,000 stars", 1.0, 0, dict(n_stars=40000, mag_range=(14.0, 25.0)))]
+    for label, sky, level, changes in cases:
+        scene = replace(base, sky=sky, one_over_f=level * 0.02 * white, **changes)
+        data, dq, _ = make_scene(scene)
+        metrics = monitor.metrics(L2Image(data, dq, path="synthetic_cal.asdf"), standards.parameters)
+        info = L2FileInfo("synthetic_cal.asdf", "", "noise_1f", "WFI01", "F158")
+        failed = evaluate(MetricSet(info, monitor.version, metrics), standards).failures
+        soc = [e for e in failed if e.evaluator == "soc"]
+        values = {m.name: float(m.values.detector[0]) for m in metrics}
+        lines.append(f"| {label} | {sky:g} | {level}x | {values['noise_1f_excess']:.2f} | "
+                     f"{values['noise_1f_common_excess']:.2f} | {'FAIL' if soc else 'pass'} |")
+    return lines + ["", f"1x is a 1/f pattern of RMS 0.02 x the white noise at sky 1 DN/s ({0.02 * white:.4f} DN/s); "
+                        "the soc limits are 1.5 (excess) and 3 (common excess)."]
+
+
 def _cache() -> Path:
     base = os.environ.get("RDMT_CACHE") or str(Path.home() / ".cache" / "rdmt")
     return Path(base) / "romanisim"
@@ -137,19 +173,23 @@ def bench_romanisim() -> list[str]:
     lines = ["| image | catalog | matched stars | in field | RMS offset (arcsec) | median RA (arcsec) | median Dec (arcsec) | PSF FWHM (arcsec) | astrometry + psf (s) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for path in images:
-        for name in ("truth", "truth_shift_0.1", "truth_shift_0.5", "truth moved 1.5 arcsec + 1 arcsec roll"):
+        for name in ("truth", "truth (PSF origin: centroid)", "truth_shift_0.1", "truth_shift_0.5",
+                     "truth moved 1.5 arcsec + 1 arcsec roll"):
             catalog_file = path.parent / f"{name.split()[0]}.parquet"
             if not catalog_file.exists():
                 continue
             catalog = load_catalog(catalog_file)
             with rdm.open(path) as model:
                 image = image_from_model(model, path, catalog)
-            if " " in name:
+            if "moved" in name:
                 image.catalog = _moved_catalog(catalog, image.wcs, image.data.shape)
+            params = {m: standards.for_monitor(m).parameters for m in ("astrometry", "psf")}
+            if "centroid" in name:
+                params = {m: {**p, "stars": {**p["stars"], "psf_origin": "centroid"}} for m, p in params.items()}
             t0 = time.perf_counter()
             try:
-                a = {m.name: float(m.values.detector[0]) for m in registry()["astrometry"].metrics(image, standards.for_monitor("astrometry").parameters)}
-                p = {m.name: float(m.values.detector[0]) for m in registry()["psf"].metrics(image, standards.for_monitor("psf").parameters)}
+                a = {m.name: float(m.values.detector[0]) for m in registry()["astrometry"].metrics(image, params["astrometry"])}
+                p = {m.name: float(m.values.detector[0]) for m in registry()["psf"].metrics(image, params["psf"])}
             except Exception as exc:  # report, do not stop the benchmark
                 lines.append(f"| {path.name} | {name} | error: {exc} |||||||")
                 continue

@@ -1,6 +1,6 @@
 """RDMT benchmarks; results are appended to BENCHMARKS.md with the machine and the date.
 
-    .venv/bin/python benchmarks/run.py [--only metrics,delivery,ticks,queries,arrival,check,l2,romanisim] [--repeat N]
+    .venv/bin/python benchmarks/run.py [--only metrics,delivery,ticks,queries,arrival,check,l2,noise_1f,romanisim] [--repeat N]
 
 * ``metrics``: every registered monitor's metrics for one synthetic 4096x4096
   detector, on one core (the file is read once, outside the timing), plus the
@@ -488,7 +488,7 @@ def bench_check(repeat: int = 3) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    names = ["metrics", "delivery", "ticks", "queries", "arrival", "check", "l2", "romanisim"]
+    names = ["metrics", "delivery", "ticks", "queries", "arrival", "check", "l2", "noise_1f", "romanisim"]
     parser.add_argument("--only", type=lambda text: set(text.split(",")),
                         help=f"comma-separated benchmarks among {', '.join(names)} (default: all)")
     parser.add_argument("--arrival-types", default="dark,all", help="comma-separated: a type list per demo, or 'all'")
@@ -520,6 +520,10 @@ def main() -> None:
 
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         out += ["### L2 monitors per 4088x4088 image (one core)", ""] + bench_l2(args.repeat) + [""]
+    if args.only is None or "noise_1f" in args.only:
+        from l2_bench import bench_noise_1f
+
+        out += ["### 1/f noise: injected 1/f, sky level, crowding", ""] + bench_noise_1f() + [""]
     if args.only is None or "romanisim" in args.only:
         from l2_bench import bench_romanisim
 
