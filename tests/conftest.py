@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
+import threading
 import uuid
 import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -127,3 +130,40 @@ def moto_on_loopback(secret_key: str = "testing"):
             yield f"http://{host}:{port}"
         finally:
             server.stop()
+
+
+class SlackWebhook:
+    """An incoming-webhook stand-in on loopback: records each POST, answers 500 to the first ``fail`` of them."""
+
+    def __init__(self, token: str, fail: int = 0):
+        self.requests: list[tuple[str, dict]] = []
+        self.fail = fail
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.requests.append((self.path, json.loads(body)))
+                status = 500 if len(server.requests) <= server.fail else 200
+                payload = b"internal_error" if status == 500 else b"ok"
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = f"{self.base}/services/T0ABCDEF/B0GHIJKL/{token}"
+
+    @property
+    def bodies(self) -> list[dict]:
+        return [body for _, body in self.requests]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -12,12 +12,10 @@ import json
 import logging
 import re
 import socket
-import threading
 from datetime import datetime
 from email.message import EmailMessage
 from html import unescape as _unescape
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -41,6 +39,7 @@ from rdmt_dagster.science.scales import ScaleValues
 from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.storage.database import Database, sqlite_url
 from rdmt_dagster.storage.files import write_ecsv
+from .conftest import SlackWebhook
 
 IMG = "<img src=x onerror=alert(1)>"
 CHANNEL = "<!channel>"
@@ -275,37 +274,11 @@ def test_reports_show_hostile_text_as_text(hostile_db):
     assert "cannot read &lt;img src=x onerror=alert(1)&gt; &lt;!channel&gt; \\`x\\` second line" in broken_md
 
 
-class _SlackServer:
-    """An incoming-webhook stand-in on loopback that records the JSON bodies."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        bodies = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.url = f"{self.base}/services/T0ABCDEF/B0GHIJKL/{SLACK_TOKEN}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
 def slack():
-    server = _SlackServer()
+    server = SlackWebhook(SLACK_TOKEN)
     yield server
     server.close()
 

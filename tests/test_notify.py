@@ -8,14 +8,11 @@ the tables with plain SQL.
 
 import json
 import logging
-import socket
 import sqlite3
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from .conftest import moto_on_loopback
+from .conftest import SlackWebhook, free_port, moto_on_loopback
 
 from rdmt_dagster.notify import (
     EmailNotifier,
@@ -87,55 +84,18 @@ def _detector_value(db, filename, metric):
 
 # -- fixtures: servers ----------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class SlackServer:
-    """An incoming-webhook stand-in: records POSTs, answers 500 to the first ``fail`` of them."""
-
-    def __init__(self, fail: int = 0):
-        self.requests: list[tuple[str, dict]] = []
-        self.fail = fail
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                server.requests.append((self.path, json.loads(body)))
-                status = 500 if len(server.requests) <= server.fail else 200
-                payload = b"internal_error" if status == 500 else b"ok"
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/services/T000/B000/{SLACK_TOKEN}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
 def slack():
-    server = SlackServer()
+    server = SlackWebhook(SLACK_TOKEN)
     yield server
     server.close()
 
 
 @pytest.fixture
 def failing_slack():
-    server = SlackServer(fail=10_000)
+    server = SlackWebhook(SLACK_TOKEN, fail=10_000)
     yield server
     server.close()
 
@@ -162,7 +122,7 @@ def smtp_server():
             return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 
-    port = _free_port()
+    port = free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port, authenticator=authenticator,
                             auth_require_tls=False)
     controller.start()
@@ -280,7 +240,7 @@ def test_slack_500_is_retried_and_the_rest_continues(db, failing_slack, tmp_path
 
 
 def test_slack_recovers_on_retry(db):
-    server = SlackServer(fail=1)
+    server = SlackWebhook(SLACK_TOKEN, fail=1)
     try:
         report = deliver(build_notification(db, db.names), [SlackNotifier(server.url)], attempts=3, backoff=0.05)
     finally:
@@ -289,7 +249,7 @@ def test_slack_recovers_on_retry(db):
 
 
 def test_unreachable_channels_never_raise(db, caplog):
-    dead = _free_port()
+    dead = free_port()
     notifiers = [
         SlackNotifier(f"http://127.0.0.1:{dead}/services/T/B/{SLACK_TOKEN}", timeout=2),
         EmailNotifier("127.0.0.1", ["is@example.org"], port=dead, starttls=False, username="rdmt",

@@ -1,8 +1,5 @@
 """Dagster: metrics -> evaluations -> reports -> notifications in one run per delivery."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
@@ -17,31 +14,13 @@ from rdmt_dagster.resources import RDMTConfig
 from rdmt_dagster.resources.io_managers import EvaluationsIOManager, MetricsIOManager
 from rdmt_dagster.resources.notifications import NotificationsConfig
 from rdmt_dagster.synthetic import DarkAnomaly, dark_filename, write_dark
+from .conftest import SlackWebhook
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "hookSECRET9001"
 
 
-class Webhook:
-    def __init__(self):
-        self.posts = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                outer.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/services/T/B/{TOKEN}"
 
 
 def _metadata(result, asset_name):
@@ -63,7 +42,7 @@ def test_reports_and_notifications_materialise(tmp_path):
     database = rdmt.database()
     for p in paths:
         database.register(p.name, str(p))
-    hook = Webhook()
+    hook = SlackWebhook(TOKEN)
     resources = {
         "rdmt": rdmt,
         "metrics_io_manager": MetricsIOManager(rdmt=rdmt),
@@ -80,7 +59,7 @@ def test_reports_and_notifications_materialise(tmp_path):
         assert first.success
         meta = _metadata(first, "reference_file_notifications")
         assert meta["skipped"].value == "no failures" and meta["channels_sent"].value == []
-        assert hook.posts == [] and not (home / "notifications.log").exists()
+        assert hook.bodies == [] and not (home / "notifications.log").exists()
 
         # Delivery 2: two files in ONE run (a partition range) -> one message per channel.
         second = dg.materialize(assets, instance=instance, resources=resources, tags={
@@ -102,8 +81,8 @@ def test_reports_and_notifications_materialise(tmp_path):
     meta = _metadata(second, "reference_file_notifications")
     assert sorted(meta["channels_sent"].value) == ["log", "slack"] and meta["channels_failed"].value == {}
     assert meta["files_with_failures"].value == 1
-    assert len(hook.posts) == 1
-    text = hook.posts[0]["text"]
+    assert len(hook.bodies) == 1
+    text = hook.bodies[0]["text"]
     failing = {r["metric"] for r in database.failed_evaluations([names[1]])}
     assert "amp_dark_current_mean" in failing
     for metric in failing:
