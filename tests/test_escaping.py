@@ -11,7 +11,6 @@ import email
 import json
 import logging
 import re
-import socket
 from datetime import datetime
 from email.message import EmailMessage
 from html import unescape as _unescape
@@ -39,7 +38,7 @@ from rdmt_dagster.science.scales import ScaleValues
 from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.storage.database import Database, sqlite_url
 from rdmt_dagster.storage.files import write_ecsv
-from .conftest import SlackWebhook
+from .conftest import SlackWebhook, free_port
 
 IMG = "<img src=x onerror=alert(1)>"
 CHANNEL = "<!channel>"
@@ -311,9 +310,7 @@ def smtp_server():
             return "250 OK"
 
     recorder = Recorder()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        recorder.port = s.getsockname()[1]
+    recorder.port = free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=recorder.port)
     controller.start()
     yield recorder
