@@ -30,7 +30,7 @@ def _meta(meta, *names):
 def _number(value, width: int) -> str:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a float infinity
         return ""
     return f"{number:0{width}d}" if 0 <= number < 10**width else ""
 
@@ -45,6 +45,44 @@ def parse_filename(name: str) -> dict[str, str]:
     return {"program": g["program"], "visit": visit, "exposure": g["exposure"], "detector": g["detector"]}
 
 
+def identity_fields(name: str, *, detector, optical_element, start_time, program, visit_id, exposure) -> dict:
+    """Validated identity of an L2 image from its ``meta`` values, the archive file name filling placeholders.
+
+    Parameters
+    ----------
+    name : str
+        The file name (of the archive form, for the fallbacks).
+    detector, optical_element, start_time, program, visit_id, exposure
+        ``meta.instrument.detector``, ``meta.instrument.optical_element``,
+        ``meta.exposure.start_time`` (astropy `Time`, datetime or ISO string),
+        ``meta.observation.program``, ``.visit_id`` and ``.exposure``; None when absent.
+
+    Returns
+    -------
+    dict
+        ``detector``, ``optical_element``, ``exposure_start``, ``program``, ``visit``, ``exposure``.
+
+    Raises
+    ------
+    IdentityError
+        When the detector is not one of WFI01..WFI18 (in ``meta`` or the name),
+        or a metadata field is not a short identifier.
+    """
+    from_name = parse_filename(name)
+    detector = detector or from_name.get("detector")
+    program = _number(program, 5) or from_name.get("program", "")
+    visit = valid_name(visit_id, "meta.observation.visit_id") or from_name.get("visit", "")
+    exposure = _number(exposure, 4) or from_name.get("exposure", "")
+    return dict(
+        detector=valid_detector(detector),
+        optical_element=valid_name(optical_element, "meta.instrument.optical_element"),
+        exposure_start=utc_naive(start_time),
+        program=program,
+        visit=visit,
+        exposure=exposure,
+    )
+
+
 def l2_identity(model, path, monitor: str) -> L2FileInfo:
     """The identity of an opened L2 image (``ImageModel``) for one monitor.
 
@@ -56,23 +94,17 @@ def l2_identity(model, path, monitor: str) -> L2FileInfo:
     """
     path = Path(path)
     meta = model.meta
-    from_name = parse_filename(path.name)
-    detector = _meta(meta, "instrument", "detector") or from_name.get("detector")
     observation = _meta(meta, "observation")
-    program = _number(_meta(observation, "program"), 5) or from_name.get("program", "")
-    visit = valid_name(_meta(observation, "visit_id"), "meta.observation.visit_id") or from_name.get("visit", "")
-    exposure = _number(_meta(observation, "exposure"), 4) or from_name.get("exposure", "")
-    return L2FileInfo(
-        filename=path.name,
-        path=str(path),
-        monitor=monitor,
-        detector=valid_detector(detector),
-        optical_element=valid_name(_meta(meta, "instrument", "optical_element"), "meta.instrument.optical_element"),
-        exposure_start=utc_naive(_meta(meta, "exposure", "start_time")),
-        program=program,
-        visit=visit,
-        exposure=exposure,
+    fields = identity_fields(
+        path.name,
+        detector=_meta(meta, "instrument", "detector"),
+        optical_element=_meta(meta, "instrument", "optical_element"),
+        start_time=_meta(meta, "exposure", "start_time"),
+        program=_meta(observation, "program"),
+        visit_id=_meta(observation, "visit_id"),
+        exposure=_meta(observation, "exposure"),
     )
+    return L2FileInfo(filename=path.name, path=str(path), monitor=monitor, **fields)
 
 
-__all__ = ["IdentityError", "l2_identity", "parse_filename"]
+__all__ = ["IdentityError", "identity_fields", "l2_identity", "parse_filename"]

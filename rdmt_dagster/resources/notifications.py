@@ -114,6 +114,31 @@ class NotificationsConfig(dg.ConfigurableResource):
         return notify_failures(database, list(filenames), notifiers, self.report_link, self.attempts,
                                self.backoff_seconds, log, problems, self.secret_values())
 
+    def notify_l2(self, database, file_ids, home: str | Path, log=None) -> DeliveryReport:
+        """Send the failure summary of one batch of L2 images on every channel (never raises)."""
+        from ..notify.channels import logger as default_logger
+        from ..notify.dispatch import deliver
+        from ..notify.l2_message import build_l2_notification
+
+        log = log or default_logger
+        notifiers, problems = self.build_notifiers(home, log)
+        try:
+            notification = build_l2_notification(database, list(file_ids), self.l2_report_link)
+        except Exception as exc:  # the monitoring must go on; a database error may quote its URL
+            log.error(SecretScrubber(self.secret_values())(f"L2 notification not built: {type(exc).__name__}: {exc}"))
+            return DeliveryReport(skipped=f"message not built: {type(exc).__name__}")
+        if notification is None:
+            log.info(f"no failures in {len(list(file_ids))} L2 images: no notification")
+            return DeliveryReport(skipped="no failures")
+        return deliver(notification, notifiers, self.attempts, self.backoff_seconds, log, problems,
+                       self.secret_values())
+
+    def l2_report_link(self, relative: str) -> str:
+        """Link to a page of the report site given by its path under the site (``l2/<day>/index.html``)."""
+        if self.report_base_url:
+            return f"{self.report_base_url.rstrip('/')}/{relative}"
+        return f"reports/{relative}"
+
 
 def _env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)

@@ -48,16 +48,21 @@ def _yaml_header(path: Path) -> bytes:
 
 
 def check_yaml_tree(path) -> None:
-    """Raise `MonitoringError` when an ASDF file's YAML tree is too deep or expands to too many nodes.
+    """Raise `MonitoringError` when an ASDF file's YAML tree is too deep or expands to too many nodes."""
+    check_yaml_bytes(_yaml_header(Path(path)), path)
 
+
+def check_yaml_bytes(header: bytes, name) -> None:
+    """Raise `MonitoringError` (naming ``name``) when an ASDF YAML tree is too deep or expands to too many nodes.
+
+    ``header`` is the start of the file through its YAML tree; bytes that do
+    not start with ``#ASDF`` pass (asdf, or the caller, says what they are).
     The tree is scanned as a stream of YAML events (libyaml): each anchor's
     expanded size is recorded and every alias adds it, so the expanded size
     is known without building the tree.
     """
     import yaml
 
-    path = Path(path)
-    header = _yaml_header(path)
     if not header.startswith(b"#ASDF"):
         return  # not ASDF: asdf itself says so
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -68,7 +73,7 @@ def check_yaml_tree(path) -> None:
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 stack.append([event.anchor, 1])
                 if len(stack) > MAX_TREE_DEPTH:
-                    raise MonitoringError(path, f"its YAML tree is nested deeper than {MAX_TREE_DEPTH} levels")
+                    raise MonitoringError(name, f"its YAML tree is nested deeper than {MAX_TREE_DEPTH} levels")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 anchor, size = stack.pop()
                 if anchor:
@@ -83,9 +88,9 @@ def check_yaml_tree(path) -> None:
             else:
                 continue
             if stack[-1][1] > MAX_TREE_NODES:
-                raise MonitoringError(path, f"its YAML tree expands to more than {MAX_TREE_NODES:,} nodes (nested aliases)")
+                raise MonitoringError(name, f"its YAML tree expands to more than {MAX_TREE_NODES:,} nodes (nested aliases)")
     except yaml.YAMLError as exc:
-        raise MonitoringError(path, f"cannot be read as a Roman ASDF data model (YAML: {exc})") from None
+        raise MonitoringError(name, f"cannot be read as a Roman ASDF data model (YAML: {exc})") from None
 
 
 def open_model(path):

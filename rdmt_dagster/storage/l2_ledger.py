@@ -39,6 +39,16 @@ class L2Ledger:
     def _record_one(self, conn, notice: L2Notice, key: str, message_id: str) -> bool:
         if conn.execute(sa.select(l2_file.c.id).where(l2_file.c.notice_key == key)).first() is not None:
             return False
+        if notice.reprocessing == "none" and notice.checksum:
+            # The notice of a file the S3 catch-up found first (registered without a checksum):
+            # the same file, which now gets its checksum.
+            found = conn.execute(sa.select(l2_file.c.id).where(
+                (l2_file.c.bucket == notice.bucket) & (l2_file.c.s3_key == notice.key) & (l2_file.c.checksum == "")
+                & (l2_file.c.message_id.like("s3-catchup:%")))).first()
+            if found is not None:
+                conn.execute(l2_file.update().where(l2_file.c.id == found.id).values(checksum=notice.checksum,
+                                                                                   notice_key=key))
+                return False
         latest = conn.execute(sa.select(sa.func.max(l2_file.c.reprocess_number))
                               .where(l2_file.c.filename == notice.filename)).scalar()
         # The first notice of a file is reprocess number 0; every later version (reprocessed,
@@ -67,6 +77,24 @@ class L2Ledger:
                     if attempt == ATTEMPTS - 1:
                         raise
         return new
+
+    def record_unknown(self, notices: list[L2Notice], message_id: str) -> int:
+        """Record the notices whose object (bucket and key) no notice announced yet; how many were new.
+
+        For files found by listing the bucket: their notice may have been lost,
+        or may still be on its way (then `record_notices` recognises the file).
+        """
+        if not notices:
+            return 0
+        known = set()
+        with self.engine.connect() as conn:
+            for bucket in {n.bucket for n in notices}:
+                keys = [n.key for n in notices if n.bucket == bucket]
+                for start in range(0, len(keys), 500):
+                    known.update((bucket, k) for k in conn.execute(
+                        sa.select(l2_file.c.s3_key).where((l2_file.c.bucket == bucket)
+                                                          & l2_file.c.s3_key.in_(keys[start:start + 500]))).scalars())
+        return self.record_notices([n for n in notices if (n.bucket, n.key) not in known], message_id)
 
     def record_rejected(self, message_id: str, reason: str, body: str) -> None:
         """Record a rejected message (once per message id)."""

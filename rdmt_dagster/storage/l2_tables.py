@@ -8,6 +8,24 @@
   notice (SQS delivers at least once) the same row.
 * ``rejected_message``: one row per SQS message that announced nothing
   monitorable, with the reason and the raw body.
+* ``l2_measurement``: one row per file (and reprocess number) and monitor:
+  whether the monitor ran, its version, and the summary of the file's latest
+  evaluation under it.
+* ``l2_metric_value``: one row per metric value (detector and amp scales), as
+  ``metric_value`` of the reference arm.
+* ``l2_evaluation``: one row per evaluator per metric value per standards
+  hash, as ``evaluation`` of the reference arm.
+
+Every result row hangs off an ``l2_file`` row, i.e. a file *and* its
+reprocess number: re-running a file with the same number replaces its rows,
+a reprocessing (next number) adds rows beside the earlier ones.
+
+``monitored_file`` (a view, revision 0004) shows the files of both arms in
+one shape: arm, file name, reprocess number, detector, optical element, time
+of observation (USEAFTER for reference files), status, error, received and
+measured times. Per L2 monitor a view in the seed's Table 3 shape (one row
+per file, one column per detector-scale metric, the evaluation result) is
+kept by `rdmt_dagster.storage.l2_views`.
 """
 
 from __future__ import annotations
@@ -43,9 +61,16 @@ l2_file = sa.Table(
     sa.Column("claimed_by", SHORT, nullable=True),
     sa.Column("claimed_at", sa.DateTime, nullable=True),
     sa.Column("measured_at", sa.DateTime, nullable=True),
+    # Revision 0004: what the file's header says (read before it is measured).
+    sa.Column("observation_day", sa.String(10), nullable=True),  # UTC day of exposure_start: its partition
+    sa.Column("ref_files", sa.Text, nullable=True),  # JSON: reference type -> reference file that calibrated it
+    sa.Column("crds_context", SHORT, nullable=False, server_default=""),
+    sa.Column("n_failed", sa.Integer, nullable=True),  # failed evaluations + monitors that could not run
     sa.UniqueConstraint("filename", "reprocess_number", name="uq_l2_file_reprocess"),
     sa.Index("ix_l2_file_status", "status", "received_at"),
     sa.Index("ix_l2_file_history", "detector", "optical_element", "exposure_start"),
+    sa.Index("ix_l2_file_day", "observation_day", "status"),
+    sa.Index("ix_l2_file_claim", "claimed_by"),
 )
 
 rejected_message = sa.Table(
@@ -56,4 +81,48 @@ rejected_message = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("received_at", sa.DateTime, nullable=False),
+)
+
+l2_measurement = sa.Table(
+    "l2_measurement",
+    metadata,
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("l2_file.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("monitor", SHORT, primary_key=True),
+    sa.Column("status", SHORT, nullable=False),  # ok | error
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("monitor_version", SHORT, nullable=False, server_default=""),
+    sa.Column("measured_at", sa.DateTime, nullable=False),
+    sa.Column("standards_hash", sa.String(16), nullable=True),  # of the latest evaluation
+    sa.Column("evaluated_at", sa.DateTime, nullable=True),
+    sa.Column("n_evaluations", sa.Integer, nullable=True),
+    sa.Column("n_failed", sa.Integer, nullable=True),
+    sa.Column("compared_with", sa.Text, nullable=True),  # JSON list of earlier files
+    sa.Column("notes", sa.Text, nullable=True),  # JSON list of evaluator notes
+)
+
+l2_metric_value = sa.Table(
+    "l2_metric_value",
+    metadata,
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("l2_file.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("monitor", SHORT, primary_key=True),
+    sa.Column("metric", SHORT, primary_key=True),
+    sa.Column("region", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("scale", sa.String(16), nullable=False),
+    sa.Column("value", sa.Double, nullable=True),
+    sa.Column("unit", sa.String(32), nullable=False),
+)
+
+l2_evaluation = sa.Table(
+    "l2_evaluation",
+    metadata,
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("l2_file.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("monitor", SHORT, primary_key=True),
+    sa.Column("standards_hash", sa.String(16), primary_key=True),
+    sa.Column("metric", SHORT, primary_key=True),
+    sa.Column("region", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("evaluator", sa.String(32), primary_key=True),
+    sa.Column("threshold", sa.Double, nullable=True),
+    sa.Column("lower", sa.Double, nullable=True),
+    sa.Column("reference", sa.Double, nullable=True),
+    sa.Column("passed", sa.Boolean, nullable=False),
 )
