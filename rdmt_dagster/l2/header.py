@@ -44,8 +44,10 @@ _BLOCK_MAGIC = b"\xd3BLK"
 #: Values pipelines write for "no reference file".
 _PLACEHOLDERS = {"", "?", "N/A", "NA", "NONE", "-999999"}
 _REFTYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
-#: A reference file (or CRDS context) name: it is stored and shown, so no separators, spaces or control characters.
+#: A reference file name: it is stored and shown, so no separators, spaces or control characters.
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+#: A CRDS context (``roman_0123.pmap``): stored in a 64-character column.
+_CONTEXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 #: ASDF time formats that astropy spells differently ("iso" covers astropy's iso and isot: let it guess).
 _ASTROPY_FORMAT = {"iso": None}
 
@@ -233,7 +235,7 @@ def time_of(node):
     return time if time.isscalar else None
 
 
-def reference_name(value, field: str) -> str:
+def reference_name(value, field: str, pattern: re.Pattern = _FILE_NAME) -> str:
     """The file name of a ``meta.ref_file`` entry: a bare name, a path or a ``crds://`` URI ("" for placeholders).
 
     Raises
@@ -246,8 +248,9 @@ def reference_name(value, field: str) -> str:
     if text.upper() in _PLACEHOLDERS:
         return ""
     name = text.rsplit("/", 1)[-1]
-    if not _FILE_NAME.fullmatch(name):
-        raise IdentityError(f"{field} is {repr(text)[:60]}; expected a file name, a path or a crds:// URI ending in one")
+    if not pattern.fullmatch(name):
+        raise IdentityError(f"{field} is {repr(text)[:60]}; expected a short file name of letters, digits and _.+-"
+                            " (or a path or crds:// URI ending in one)")
     return name
 
 
@@ -280,7 +283,7 @@ def ref_files(ref_file) -> dict[str, str]:
 def crds_context(ref_file) -> str:
     """The CRDS context of ``meta.ref_file.crds`` (``context``, else ``context_used``); "" when absent."""
     for key in ("context", "context_used"):
-        name = reference_name(_get(ref_file, "crds", key), f"meta.ref_file.crds.{key}")
+        name = reference_name(_get(ref_file, "crds", key), f"meta.ref_file.crds.{key}", _CONTEXT_NAME)
         if name:
             return name
     return ""

@@ -74,9 +74,18 @@ class L2Notice:
     monitors: tuple[str, ...] | None = None
 
     @property
-    def identity(self) -> tuple[str, str, str]:
-        """What makes two notices the same file: at-least-once delivery repeats it."""
-        return (self.bucket, self.key, self.checksum)
+    def identity(self) -> tuple[str, ...]:
+        """What makes two notices the same file: at-least-once delivery repeats it.
+
+        A reprocessing announces the file again, usually with a new checksum,
+        but not necessarily: its state and creation time keep it apart from
+        the first notice (and from the next release), while a repeat of the
+        same notice stays the same.
+        """
+        if self.reprocessing == "none":
+            return (self.bucket, self.key, self.checksum)
+        created = self.created.isoformat() if self.created else ""
+        return (self.bucket, self.key, self.checksum, self.reprocessing, created)
 
 
 def _text(value, field: str) -> str:

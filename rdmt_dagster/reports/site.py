@@ -3,10 +3,11 @@
 Layout of ``<home>/reports/`` (publishable as is: relative links only, file
 names only, no paths, hosts or credentials)::
 
-    index.html, index.md                      every report, newest USEAFTER first
+    index.html, index.md                      every report, newest USEAFTER first; the L2 day pages
     <file name>/report.html, report.md        one reference file
     <file name>/superpixel_<metric>.png       32x32 map per super-pixel metric
     <file name>/trend_<metric>.png            detector value over the deliveries
+    l2/<day>/...                              the L2 images of a day (`rdmt_dagster.reports.l2_page`)
 
 A report follows Roman-STScI-000704 section 4.3: failures first, then the
 detector metrics with each evaluator's standard and verdict (Table 1), one
@@ -25,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 
 from ..science.scales import N_AMPS, N_SUPERPIXELS
 from . import queries as q
@@ -381,11 +383,16 @@ def write_file_report(database, filename: str, out_dir) -> ReportPaths:
 
 
 def write_index(database, out_dir) -> tuple[Path, Path]:
-    """Write ``index.html`` and ``index.md``: every report in ``out_dir``, newest USEAFTER first."""
+    """Write ``index.html`` and ``index.md``: every report in ``out_dir``, newest USEAFTER first.
+
+    The L2 day pages present under ``out_dir/l2/`` follow, newest day first,
+    with their counts of images and failing images.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with database.engine.connect() as conn:
         rows = [r for r in q.index_rows(conn) if (out_dir / report_relative_path(r.filename)).exists()]
+    l2_days, l2_summaries = _l2_days(database, out_dir)
     paths = []
     for ext, name, render in (("md", INDEX_MD, to_markdown), ("html", INDEX_HTML, to_html)):
         doc = Document("RDMT reference-file reports")
@@ -404,8 +411,41 @@ def write_index(database, out_dir) -> tuple[Path, Path]:
                 Cell(r.filename, href=report_relative_path(r.filename, ext)), failures, _fmt_time(r.evaluated_at),
             ])
         doc.add(Table(["USEAFTER", "Detector", "Monitor", "Report", "Failures", "Evaluated (UTC)"], table))
+        if l2_days:
+            _add_l2_days(doc, l2_days, l2_summaries, ext)
         paths.append(_write_text(out_dir / name, render(doc)))
     return paths[1], paths[0]
+
+
+def _l2_days(database, out_dir: Path) -> tuple[list[str], dict]:
+    """The L2 day pages under ``out_dir/l2/`` (newest first) and their counts from the database (one query)."""
+    from .l2_page import present_days
+    from .l2_queries import day_summaries
+
+    days = present_days(out_dir)
+    if not days:
+        return [], {}
+    try:
+        with database.engine.connect() as conn:
+            return days, day_summaries(conn, days)
+    except sa.exc.DBAPIError:  # a database without the L2 tables: the pages, without counts
+        return days, {}
+
+
+def _add_l2_days(doc: Document, days: list[str], summaries: dict, ext: str) -> None:
+    from .l2_page import day_relative_path
+
+    doc.add(Heading(2, "L2 images by observation day", "l2"))
+    rows = []
+    for day in days:
+        s = summaries.get(day)
+        if s is None:
+            rows.append([Cell(day, href=day_relative_path(day, ext)), "—", "—", "—"])
+            continue
+        rows.append([Cell(day, href=day_relative_path(day, ext)), str(s.n_files),
+                     Cell(str(s.n_failing), fail=s.n_failing > 0), Cell(str(s.n_errors), fail=s.n_errors > 0)])
+    doc.add(Table(["Day", "Images", "Failing images", "Not measurable"], rows,
+                  caption="Newest day first; failing images include those that could not be measured."))
 
 
 def report_task(task: tuple) -> tuple[str, "ReportPaths | None", str | None]:

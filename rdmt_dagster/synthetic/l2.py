@@ -234,3 +234,25 @@ def scene_for(detector: str, exposure: int = 1, **changes) -> L2Scene:
                            star_seed=zlib.crc32(detector.encode()),
                            ra=270.0 + 0.15 * ((number - 1) % 6), dec=-28.0 + 0.15 * ((number - 1) // 6),
                            start_time=start.isoformat()), **changes)
+
+
+def merge_catalogs(image_paths, out) -> Path:
+    """One catalog of every field among ``image_paths`` (their `catalog_path` files, each field once).
+
+    Exposures of one detector share their stars (`scene_for`), so only the
+    first catalog of each detector's field is used.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    seen, tables = set(), []
+    for image in image_paths:
+        field_name = Path(image).name.rsplit("_", 2)[-2]  # the detector
+        if field_name in seen:
+            continue
+        seen.add(field_name)
+        tables.append(pq.read_table(catalog_path(image)))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.concat_tables(tables), out)
+    return out

@@ -2,8 +2,6 @@
 
 import dagster as dg
 
-from .partitions import l2_day_partitions
-
 L2_JOB = "monitor_l2_images"
 BATCH_TAG = "rdmt/l2_batch"
 
@@ -12,7 +10,6 @@ L2_ASSETS = ("l2_metrics", "l2_evaluations", "l2_reports", "l2_notifications")
 monitor_l2_images = dg.define_asset_job(
     L2_JOB,
     selection=dg.AssetSelection.assets(*L2_ASSETS),
-    partitions_def=l2_day_partitions,
     description="Measure, evaluate, report and notify one batch of L2 images (the files claimed under the "
                 "run's rdmt/l2_batch tag), or, without the tag, every image of the run's days again under "
                 "the next reprocess number (a data release).",
