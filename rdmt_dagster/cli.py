@@ -11,7 +11,7 @@
     Submitting a file twice is harmless.
 ``rdmt status [--json]``
     Every monitored file of both arms and every rejected L2 notice.
-``rdmt demo [--workdir DIR]``
+``rdmt demo [--workdir DIR] [--full] [--arms reference,l2]``
     Synthetic deliveries through CRDS, the sensors and the Dagster daemon.
 """
 
@@ -86,7 +86,12 @@ def _demo(args) -> int:
     from .demo import run_demo
 
     types = [t.strip() for t in args.types.split(",")] if args.types else None
-    return run_demo(args.workdir, workers=args.workers, types=types)
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
+    unknown = set(arms) - {"reference", "l2"}
+    if unknown or not arms:
+        sys.stderr.write(f"rdmt demo: --arms takes reference and/or l2, not {', '.join(sorted(unknown)) or 'nothing'}\n")
+        return 2
+    return run_demo(args.workdir, workers=args.workers, types=types, full=args.full, arms=arms)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,10 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON document")
     status.set_defaults(func=_status)
 
-    demo = sub.add_parser("demo", help="monitor two synthetic dark deliveries through Dagster")
+    demo = sub.add_parser("demo", help="both arms through Dagster: synthetic reference deliveries and L2 images "
+                                       "announced through a local S3/SNS/SQS")
     demo.add_argument("--workdir", default="rdmt-demo", help="where everything is written (default ./rdmt-demo)")
     demo.add_argument("--workers", type=int, default=2)
-    demo.add_argument("--types", help="comma-separated reference types (default: every monitored type)")
+    demo.add_argument("--types", help="comma-separated reference types (default: dark; with --full every type)")
+    demo.add_argument("--full", action="store_true",
+                      help="the full reference deliveries: every type, 18 detectors, twice (about 25 GB)")
+    demo.add_argument("--arms", default="reference,l2", help="reference and/or l2 (default both)")
     demo.set_defaults(func=_demo)
     return parser
 

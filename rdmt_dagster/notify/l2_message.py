@@ -29,7 +29,8 @@ from ..reports.l2_page import (
     day_relative_path,
     reference_uses,
 )
-from .message import FileFailures, Notification, _slack_link, _truncate, default_report_link
+from ..reports.site import report_relative_path
+from .message import FileFailures, Notification, _slack_link, _truncate
 
 MAX_FILES_PER_GROUP = 10
 MAX_ROWS_PER_FILE = 3
@@ -37,15 +38,15 @@ MAX_ERRORS = 30
 MAX_REFERENCE_LINES = 25
 
 
-def default_l2_day_link(day: str) -> str:
-    """A day page relative to the RDMT home (``reports/l2/<day>/index.html``)."""
-    return f"reports/{day_relative_path(day)}"
+def default_site_link(relative: str) -> str:
+    """A page of the report site relative to the RDMT home (``reports/<path under the site>``)."""
+    return f"reports/{relative}"
 
 
-def base_url_l2_day_link(base_url: str):
-    """Day pages under a published copy of the report site."""
+def base_url_site_link(base_url: str):
+    """Pages of a published copy of the report site (``<base_url>/<path under the site>``)."""
     base = base_url.rstrip("/")
-    return lambda day: f"{base}/{day_relative_path(day)}"
+    return lambda relative: f"{base}/{relative}"
 
 
 def _when(r: FileResult) -> str:
@@ -79,16 +80,16 @@ def metric_line(mf: MetricFailure) -> str:
     return f"{mf.worst.value_text} ({detail}{also}): {mf.how_much}"
 
 
-def _day_link(day_link, day: str | None) -> str | None:
+def _day_link(report_link, day: str | None) -> str | None:
     """The link to a day page; None for a day that cannot name one (the day comes from a header)."""
-    if not day_link or not day or not DAY.fullmatch(day):
+    if not report_link or not day or not DAY.fullmatch(day):
         return None
-    return day_link(day)
+    return report_link(day_relative_path(day))
 
 
 def _reference_line(use: RefUse, report_link) -> tuple[str, str]:
     """(plain, slack) root-cause line of one reference file."""
-    link = report_link(use.filename) if (report_link and use.status is not None) else None
+    link = report_link(report_relative_path(use.filename)) if (report_link and use.status is not None) else None
     n = len(use.images)
     users = f"used by {n} failing image{'s' if n != 1 else ''}"
     affects = f"; its type affects {', '.join(use.related)}" if use.related else ""
@@ -104,8 +105,7 @@ def _reference_line(use: RefUse, report_link) -> tuple[str, str]:
     return plain, slack
 
 
-def build_l2_notification(database, file_ids, report_link=default_report_link,
-                          day_link=default_l2_day_link) -> Notification | None:
+def build_l2_notification(database, file_ids, report_link=default_site_link) -> Notification | None:
     """The message for one L2 batch (``l2_file`` ids), or None when none of its images failed.
 
     Parameters
@@ -114,10 +114,10 @@ def build_l2_notification(database, file_ids, report_link=default_report_link,
     file_ids : iterable of int
         The batch's ``l2_file`` rows.
     report_link : callable, optional
-        Reference file name -> link to its report (`default_report_link`,
-        `rdmt_dagster.notify.base_url_report_link`); None for no links.
-    day_link : callable, optional
-        Observation day -> link to its L2 day page; None for no links.
+        Path under the report site (``l2/<day>/index.html``,
+        ``<reference file>/report.html``) -> the link to show
+        (`default_site_link`, `base_url_site_link`); None for no links. The
+        day pages and the reports of the reference files in RDMT are linked.
 
     File names, detectors, reference file names, CRDS contexts and error
     texts come from the images' headers: the plain text gets them on one line
@@ -150,7 +150,7 @@ def build_l2_notification(database, file_ids, report_link=default_report_link,
     days = sorted({r.record.observation_day for r in results if r.record.observation_day})
     text, slack = [head], [f"*{slack_head}*"]
     for day in days:
-        link = _day_link(day_link, day)
+        link = _day_link(report_link, day)
         if link:
             text.append(f"day page {day}: {link}")
             slack.append(f"<{link}|day page {day}>" if _slack_link(link) else f"day page {day}: `{slack_text(link)}`")
@@ -231,7 +231,7 @@ def build_l2_notification(database, file_ids, report_link=default_report_link,
 
     entries = []
     for r in failing + [u for u in unmeasured if u not in failing]:
-        link = _day_link(day_link, r.record.observation_day)
+        link = _day_link(report_link, r.record.observation_day)
         error = "; ".join(f"{m or 'all monitors'}: {e}" for m, e in r.errors) or None
         groups_ = tuple(row.group for row in r.rows)
         entries.append(FileFailures(r.record.filename, r.record.detector, ",".join(r.failing_monitors),

@@ -59,6 +59,8 @@ class L2Scene:
     wcs_roll: float = 0.0              # arcsec of displacement at the corners from a roll error
     start_time: str = "2027-03-20T00:00:00"
     exposure: int = 1
+    data_quantum: float = 2.0**-7      # DN/s: written data rounded to this step, far below the noise
+                                       # (~0.09 DN/s), so that the file compresses ~4x; 0 keeps every bit
     seed: int = 1                      # noise (and 1/f, bad pixels) of this exposure
     star_seed: int = 1                 # the stars of the field: same seed, same stars
     ref_file: dict = field(default_factory=dict)
@@ -142,6 +144,12 @@ def render_stars(truth: L2Truth, scene: L2Scene) -> np.ndarray:
 
 def make_scene(scene: L2Scene) -> tuple[np.ndarray, np.ndarray, L2Truth]:
     """Data (DN/s, float32), DQ (uint32) and the true stars of ``scene``."""
+    data, dq, truth, _ = simulate(scene)
+    return data, dq, truth
+
+
+def simulate(scene: L2Scene) -> tuple[np.ndarray, np.ndarray, L2Truth, np.ndarray]:
+    """`make_scene` and the expected variance of each pixel (DN/s squared, noiseless)."""
     truth = draw_stars(scene, np.random.default_rng(scene.star_seed))
     rng = np.random.default_rng(scene.seed)
     signal = render_stars(truth, scene) + np.float32(scene.sky)
@@ -161,7 +169,7 @@ def make_scene(scene: L2Scene) -> tuple[np.ndarray, np.ndarray, L2Truth]:
         bad = rng.choice(data.size, n_bad, replace=False)
         dq.ravel()[bad] |= DO_NOT_USE
         data.ravel()[bad] = np.float32(np.nan)
-    return data.astype(np.float32), dq, truth
+    return data.astype(np.float32), dq, truth, variance
 
 
 def l2_filename(scene: L2Scene, program: int = 1, visit: int = 1) -> str:
@@ -183,13 +191,15 @@ def write_l2(path, scene: L2Scene, *, catalog: bool = True, compress: bool = Tru
     from astropy.time import Time
 
     path = Path(path)
-    data, dq, truth = make_scene(scene)
+    data, dq, truth, variance = simulate(scene)
+    if scene.data_quantum:
+        data = (np.round(data / scene.data_quantum) * scene.data_quantum).astype(np.float32)
     model = rdm.ImageModel.create_fake_data(shape=scene.shape)
     model.data = data
     model.dq = dq
-    err = np.sqrt(np.maximum(np.nan_to_num(data), 0) / scene.exposure_time + scene.read_noise**2)
-    model.err = err.astype(np.float16)
-    model.var_poisson = (np.maximum(np.nan_to_num(data), 0) / scene.exposure_time).astype(np.float16)
+    # The expected (noiseless) errors: smooth, so they compress to almost nothing.
+    model.err = np.sqrt(variance).astype(np.float16)
+    model.var_poisson = (variance - scene.read_noise**2).astype(np.float16)
     meta = model.meta
     meta.filename = path.name
     meta.instrument.detector = scene.detector

@@ -17,16 +17,17 @@ import shutil
 import sqlite3
 import struct
 import subprocess
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
+from rdmt_dagster.l2.header import L2Header
 from rdmt_dagster.l2.notices import parse_notice
-from rdmt_dagster.notify.l2_message import build_l2_notification
+from rdmt_dagster.notify.l2_message import base_url_site_link, build_l2_notification
 from rdmt_dagster.reports import report_relative_path, write_file_report
 from rdmt_dagster.reports.l2_page import write_l2_changes, write_l2_day_pages
 from rdmt_dagster.science.metrics import L2FileInfo, Metric, MetricSet, ReferenceFileInfo
@@ -36,6 +37,7 @@ from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.storage.database import Database, sqlite_url
 from rdmt_dagster.storage.l2_ledger import L2Ledger
 from rdmt_dagster.storage.l2_store import L2Store
+from rdmt_dagster.storage.l2_tables import l2_file
 
 DAY = "2027-03-20"
 HISTORY_DAYS = ["2027-03-15", "2027-03-16", "2027-03-17", "2027-03-18", "2027-03-19"]
@@ -60,22 +62,6 @@ STANDARDS = Standards()
 
 def l2_name(exposure: int, detector: str) -> str:
     return f"r0000101001001001001_01101_{exposure:04d}_{detector}_cal.asdf"
-
-
-@dataclass
-class Header:
-    """The fields `L2Store.record_header` reads (as `rdmt_dagster.l2.header.L2Header` has them)."""
-
-    filename: str
-    detector: str
-    optical_element: str
-    exposure_start: datetime | None
-    program: str = "00001"
-    visit: str = "0000101001001001001"
-    exposure: str = "0001"
-    ref_files: dict = field(default_factory=dict)
-    crds_context: str = CONTEXT
-    observation_day: str | None = None
 
 
 def _values(detector, amps=None):
@@ -109,12 +95,12 @@ class Builder:
         self.n += 1
         assert self.ledger.record_notices(parse_notice(json.dumps(body)), f"msg-{self.n}") == 1
         with self.db.engine.connect() as conn:
-            return conn.exec_driver_sql(
-                "select id from l2_file where filename = ? order by reprocess_number desc limit 1", (name,)).scalar()
+            return conn.execute(sa.select(l2_file.c.id).where(l2_file.c.filename == name)
+                                .order_by(l2_file.c.reprocess_number.desc()).limit(1)).scalar()
 
     def header(self, file_id: int, name: str, detector: str, start: datetime, ref_files: dict) -> None:
-        self.store.record_header(file_id, Header(name, detector, "F158", start, ref_files=ref_files,
-                                                 observation_day=start.strftime("%Y-%m-%d")))
+        self.store.record_header(file_id, L2Header(name, detector, "F158", start, "00001", "0000101001001001001",
+                                                   "0001", ref_files=ref_files, crds_context=CONTEXT))
 
     def measure(self, file_id: int, name: str, detector: str, start: datetime, **values) -> None:
         def info_for(monitor):
@@ -144,12 +130,9 @@ def _reference_files(db: Database, site: Path) -> None:
         write_file_report(db, name, site)
 
 
-@pytest.fixture(scope="module")
-def l2_site(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("l2_reports")
-    db = Database(sqlite_url(tmp / "rdmt.db"))
+def build(db: Database, site: Path) -> dict:
+    """The images, reference files and pages described in the module docstring, in ``db``."""
     db.upgrade()
-    site = tmp / "home" / "reports"
     _reference_files(db, site)
     b = Builder(db)
     refs = {"dark": DARK, "refpix": REFPIX, "flat": FLAT_NOT_MONITORED, "distortion": DISTORTION}
@@ -177,7 +160,7 @@ def l2_site(tmp_path_factory):
         ids[key] = (fid, name)
     # The hostile name arrives through the header path, not the (validated) notice.
     with db.engine.begin() as conn:
-        conn.exec_driver_sql("update l2_file set filename = ? where id = ?", (HOSTILE_NAME, ids["hostile"][0]))
+        conn.execute(l2_file.update().where(l2_file.c.id == ids["hostile"][0]).values(filename=HOSTILE_NAME))
     ids["hostile"] = (ids["hostile"][0], HOSTILE_NAME)
     claimed = b.store.claim(DAY, "batch-day", 100)
     assert sorted(claimed) == sorted(fid for fid, _ in ids.values())
@@ -199,8 +182,17 @@ def l2_site(tmp_path_factory):
     pages = write_l2_day_pages(db, [DAY], site, trend_days=7)
     changes = write_l2_changes(db, [rid], site)
     pages = write_l2_day_pages(db, [DAY], site, trend_days=7)  # again: now it links the changes page
-    yield {"db": db, "site": site, "ids": ids, "rid": rid, "batch": batch, "pages": pages,
-           "changes": changes, "sql": sqlite3.connect(tmp / "rdmt.db"), "tmp": tmp}
+    return {"db": db, "site": site, "ids": ids, "rid": rid, "batch": batch, "pages": pages, "changes": changes}
+
+
+@pytest.fixture(scope="module")
+def l2_site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("l2_reports")
+    db = Database(sqlite_url(tmp / "rdmt.db"))
+    ctx = build(db, tmp / "home" / "reports")
+    ctx.update(sql=sqlite3.connect(tmp / "rdmt.db"), tmp=tmp)
+    yield ctx
+    ctx["sql"].close()
     db.dispose()
 
 
@@ -411,9 +403,7 @@ def test_index_links_the_day_with_counts(l2_site):
 # -- the notification -------------------------------------------------------------------
 
 def test_notification_groups_failures_and_names_the_failing_dark(l2_site):
-    note = build_l2_notification(l2_site["db"], l2_site["batch"],
-                                 report_link=lambda name: f"https://rdmt.example/reports/{report_relative_path(name)}",
-                                 day_link=lambda day: f"https://rdmt.example/reports/l2/{day}/index.html")
+    note = build_l2_notification(l2_site["db"], l2_site["batch"], base_url_site_link("https://rdmt.example/reports/"))
     assert note is not None
     assert note.subject.startswith("RDMT L2: failures in 4 of 5 images") and len(note.subject) < 100
     text = note.text
@@ -424,6 +414,7 @@ def test_notification_groups_failures_and_names_the_failing_dark(l2_site):
     assert (f"calibrated with dark {DARK}: FAILED its own checks (12 failed evaluations)" in line
             and f"report: https://rdmt.example/reports/{report_relative_path(DARK)}" in line)
     assert "Could not be measured:" in text and "cannot read" in text
+    assert f"day page {DAY}: https://rdmt.example/reports/l2/{DAY}/index.html" in text
     assert text.index("WFI01 noise_1f") < text.index("Root cause")
     assert note.n_failed == sum(f.n_failed for f in note.files) > 0
     # Slack: links for the platform's own URLs, every value escaped.
@@ -449,6 +440,29 @@ def test_notification_escapes_hostile_text(l2_site):
 
 def test_no_notification_without_failures(l2_site):
     assert build_l2_notification(l2_site["db"], [l2_site["ids"]["pass"][0]]) is None
+
+
+# -- the same pages from the database servers ----------------------------------------------
+
+def _comparable(text: str) -> str:
+    return re.sub(r"Generated by RDMT-Dagster on [0-9: -]+ UTC", "", text)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_same_pages_and_message_on_postgresql_and_mariadb(l2_site, backend, request, tmp_path):
+    url = request.getfixturevalue("postgres_url" if backend == "postgresql" else "mariadb_url")
+    db = Database(url)
+    try:
+        ctx = build(db, tmp_path / "reports")
+        for path in (Path("l2") / DAY / "index.md", Path("l2") / DAY / "changes-reprocess-batch.md"):
+            assert _comparable((ctx["site"] / path).read_text()) == _comparable((l2_site["site"] / path).read_text())
+        index = (ctx["site"] / "index.md").read_text()
+        assert index.split("## L2 images by observation day")[1] == \
+            (l2_site["site"] / "index.md").read_text().split("## L2 images by observation day")[1]
+        note, expected = build_l2_notification(db, ctx["batch"]), build_l2_notification(l2_site["db"], l2_site["batch"])
+        assert (note.subject, note.text, note.slack_text) == (expected.subject, expected.text, expected.slack_text)
+    finally:
+        db.dispose()
 
 
 # -- a look at the page -------------------------------------------------------------------
@@ -478,11 +492,3 @@ def test_day_page_renders_in_headless_chromium(l2_site, tmp_path):
     target = os.environ.get("RDMT_L2_SCREENSHOT")
     if target:
         shutil.copy(shot, target)
-
-
-def test_zz_dump(l2_site):
-    note = build_l2_notification(l2_site["db"], l2_site["batch"],
-                                 report_link=lambda name: f"https://rdmt.example/reports/{report_relative_path(name)}",
-                                 day_link=lambda day: f"https://rdmt.example/reports/l2/{day}/index.html")
-    Path("/tmp/l2_note.txt").write_text(note.subject + "\n----\n" + note.text + "\n----\n" + note.slack_text)
-    shutil.copytree(l2_site["site"], "/tmp/l2_site", dirs_exist_ok=True)
