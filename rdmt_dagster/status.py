@@ -43,11 +43,12 @@ def reference_rows(conn) -> list[dict]:
 
 
 def l2_rows(conn) -> list[dict]:
-    """L2 images, one row per file and reprocess number."""
+    """L2 images, one row per file and reprocess number (``n_failed``: failed evaluations and monitors that
+    could not run, once evaluated)."""
     query = sa.select(l2_file.c.filename, l2_file.c.status, l2_file.c.error, l2_file.c.reprocess_number,
-                      l2_file.c.received_at, l2_file.c.measured_at).order_by(l2_file.c.id)
+                      l2_file.c.n_failed, l2_file.c.received_at, l2_file.c.measured_at).order_by(l2_file.c.id)
     return [{"file": row.filename, "arm": "l2", "status": row.status, "error": row.error,
-             "reprocess_number": row.reprocess_number, "n_failed": None,
+             "reprocess_number": row.reprocess_number, "n_failed": row.n_failed,
              "received_at": _iso(row.received_at), "measured_at": _iso(row.measured_at)} for row in conn.execute(query)]
 
 

@@ -166,8 +166,10 @@ def test_existing_database_upgrades_without_loss(database):
     database.dispose()
     old = Database(database.url)
     with old.engine.begin() as conn:
-        for table in ("rejected_message", "l2_file", "evaluation_run", "evaluation", "metric_value", "standards",
-                      "reference_file", "rdmt_alembic_version"):
+        conn.execute(sa.text("DROP VIEW monitored_file"))
+        for table in ("l2_evaluation", "l2_metric_value", "l2_measurement", "rejected_message", "l2_file",
+                      "evaluation_run", "evaluation", "metric_value", "standards", "reference_file",
+                      "rdmt_alembic_version"):
             conn.execute(sa.text(f"DROP TABLE {table}"))
     old.upgrade("0001")
     with old.engine.begin() as conn:
@@ -187,6 +189,40 @@ def test_existing_database_upgrades_without_loss(database):
         old.register("x.asdf", "/in/x.asdf", "a" * 64)
     old.record_checksum("x.asdf", "a" * 64)
     assert old.register("x.asdf", "/in/x.asdf", "a" * 64) == file_id
+    # Both arms in one shape (revision 0004): the reference file as it was, beside no L2 image yet.
+    with old.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT arm, filename, reprocess_number, detector, status FROM monitored_file")).all()
+    assert [tuple(r) for r in rows] == [("reference", "x.asdf", 0, "WFI01", "ok")]
+    old.dispose()
+
+
+def test_l2_ingest_database_upgrades_without_loss(database):
+    """Announced L2 files of revision 0003 keep their rows and show up in the view of both arms."""
+    import sqlalchemy as sa
+
+    database.dispose()
+    old = Database(database.url)
+    with old.engine.begin() as conn:
+        conn.execute(sa.text("DROP VIEW monitored_file"))
+        for table in ("l2_evaluation", "l2_metric_value", "l2_measurement", "rejected_message", "l2_file",
+                      "evaluation_run", "evaluation", "metric_value", "standards", "reference_file",
+                      "rdmt_alembic_version"):
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+    old.upgrade("0003")
+    with old.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO l2_file (filename, reprocess_number, notice_key, bucket, s3_key, "
+                             "received_at, status, detector) VALUES ('r1_cal.asdf', 0, 'k1', 'b', 'p/r1_cal.asdf', "
+                             "'2027-03-20 00:01:00', 'pending', '')"))
+        conn.execute(sa.text("INSERT INTO reference_file (filename, path, monitor, detector, status, "
+                             "monitor_version, registered_at, version) VALUES ('d.asdf', '/d.asdf', 'dark', 'WFI02', "
+                             "'ok', '1', '2027-01-01 00:00:00', 2)"))
+    old.upgrade()
+    with old.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT arm, filename, reprocess_number, status FROM monitored_file "
+                                    "ORDER BY arm, filename")).all()
+        l2 = conn.execute(sa.text("SELECT filename, s3_key, status, observation_day, crds_context FROM l2_file")).one()
+    assert [tuple(r) for r in rows] == [("l2", "r1_cal.asdf", 0, "pending"), ("reference", "d.asdf", 1, "ok")]
+    assert tuple(l2) == ("r1_cal.asdf", "p/r1_cal.asdf", "pending", None, "")
     old.dispose()
 
 
