@@ -206,9 +206,10 @@ def bench_ingest(repeat: int = 5, idle_repeat: int = 20, batch: int = 100) -> li
                 ledger = L2Ledger(database)
                 queue, topic = _queue_with_topic(clients, f"bench-{uuid.uuid4().hex[:8]}")
                 checked, unchecked, counts = [], [], set()
-                for rep in range(2 * repeat):
+                # Alternately with and without the object check (files 0.. have objects in the bucket).
+                for rep, with_check in ((k if check else repeat + k, check) for k in range(repeat)
+                                        for check in (True, False)):
                     _fill(clients, queue, topic, range(rep * batch, (rep + 1) * batch))
-                    with_check = rep < repeat
                     t0 = time.perf_counter()
                     report = ingest_tick(clients["sqs"], queue, ledger, s3=clients["s3"] if with_check else None,
                                          max_messages=batch)
@@ -264,8 +265,8 @@ def bench_ingest(repeat: int = 5, idle_repeat: int = 20, batch: int = 100) -> li
         f"{_version('boto3')} over HTTP. Each tick of {batch} messages makes {batch // 10} receive calls, "
         f"{batch} `HeadObject` calls (the object check, one at a time) and {batch // 10} delete batches; "
         f"one `HeadObject` takes {_ms(statistics.median(heads))} ms (median of 50) and an empty receive "
-        f"{_ms(statistics.median(idle_receive))} ms here. Median of {repeat} ticks (with the check) and of "
-        f"{repeat} (without), each on {batch} new files published to SNS and delivered by its SQS "
+        f"{_ms(statistics.median(idle_receive))} ms here. Median of {repeat} ticks with the check and of "
+        f"{repeat} without (alternating), each on {batch} new files published to SNS and delivered by its SQS "
         f"subscription; idle ticks: median of {idle_repeat}. The `sqs_tick` idle tick includes creating "
         "its two boto3 clients (L2Config.sqs(), .s3()) on every tick.",
     ]

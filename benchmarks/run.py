@@ -1,6 +1,6 @@
 """RDMT benchmarks; results are appended to BENCHMARKS.md with the machine and the date.
 
-    .venv/bin/python benchmarks/run.py [--only metrics,delivery,ticks,queries,arrival,check,l2,noise_1f,romanisim] [--repeat N]
+    .venv/bin/python benchmarks/run.py [--only metrics,delivery,ticks,queries,arrival,check,l2,noise_1f,romanisim,l2_ingest,l2_latency] [--repeat N]
 
 * ``metrics``: every registered monitor's metrics for one synthetic 4096x4096
   detector, on one core (the file is read once, outside the timing), plus the
@@ -20,6 +20,10 @@
   notification, for a dark delivery and for a delivery of every type.
 * ``check``: ``rdmt check --json`` on four darks against ``benchmarks/straightforward_dark_check.py``.
 * ``l2`` and ``romanisim``: the L2 monitors (``benchmarks/l2_bench.py``).
+* ``l2_ingest`` and ``l2_latency``: the L2 arm's SQS ingest tick (100 notices,
+  idle, through the sensor function; SQLite and the reachable servers) and the
+  arrival-to-results latency of 18 full-size images through the Dagster
+  daemon on 2 cores (``benchmarks/l2_arm.py``).
 """
 
 from __future__ import annotations
@@ -488,7 +492,8 @@ def bench_check(repeat: int = 3) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    names = ["metrics", "delivery", "ticks", "queries", "arrival", "check", "l2", "noise_1f", "romanisim"]
+    names = ["metrics", "delivery", "ticks", "queries", "arrival", "check", "l2", "noise_1f", "romanisim", "l2_ingest",
+             "l2_latency"]
     parser.add_argument("--only", type=lambda text: set(text.split(",")),
                         help=f"comma-separated benchmarks among {', '.join(names)} (default: all)")
     parser.add_argument("--arrival-types", default="dark,all", help="comma-separated: a type list per demo, or 'all'")
@@ -530,6 +535,18 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         out += ["### Astrometry and PSF on romanisim images against their true catalogs (one core)", ""]
         out += bench_romanisim() + [""]
+    if args.only is None or "l2_ingest" in args.only:
+        from l2_arm import bench_ingest
+
+        os.sched_setaffinity(0, set(range(os.cpu_count())))
+        out += ["### L2 ingest: one SQS tick of 100 notices, and an idle tick (moto on loopback)", ""]
+        out += bench_ingest() + [""]
+    if args.only is None or "l2_latency" in args.only:
+        from l2_arm import bench_latency
+
+        out += ["### L2 arrival to results: 18 full-size images through SNS, SQS, the sensors and the daemon "
+                "(2 cores)", ""]
+        out += bench_latency() + [""]
     text = "\n".join(out) + "\n"
     print(text)
     header = "# Benchmarks\n\nProduced by `benchmarks/run.py`; newest first.\n\n"

@@ -247,7 +247,7 @@ def test_read_header_reads_the_tree_not_the_object(endpoint, image):
     assert header == header_from_bytes(image.read_bytes(), image.name)
     assert _identity(header) == _opened_identity(image)
     assert gets.calls == [(f"bytes 0-262143/{size}", 262144)]
-    assert gets.bytes < size / 10
+    assert gets.bytes < size / 5  # a full-size image compresses to a few MB at the least
 
 
 def test_read_header_doubles_its_reads_until_the_tree_ends(endpoint, image):

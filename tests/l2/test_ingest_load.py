@@ -6,9 +6,10 @@ notices of objects that are not in the bucket, and bodies of a known kind
 that announce nothing to monitor. Repeated `ingest_tick` calls of at most 100
 messages, with the objects' existence checked as the sensor does, drain the
 queue. Real boto3 against a moto server on loopback and a SQLite RDMT
-database. (moto's SQS takes time in proportion to the queue's depth per
-call, so the ~700 messages take a minute, most of it in moto: the server
-backends run the same property at 60 files in ``test_ingest.py``.)
+database. (moto's SQS takes time in proportion to the queue's depth on
+every call, so the ~700 messages take about 30 s, most of it in moto; the
+database servers are tested for the same property with 60 files in
+``test_ingest.py``.)
 
 Expected: every announced file exactly one ``l2_file`` row (none lost, none
 twice), every malformed body and every notice of a missing object exactly
