@@ -172,6 +172,21 @@ def test_a_backfill_of_the_day_reprocesses_every_file_and_keeps_the_earlier_resu
         by_file.setdefault(row.filename, {})[row.reprocess_number] = row.noise_1f_excess
     # The same pixels measured twice give the same metric.
     assert all(v[0] == pytest.approx(v[1]) for v in by_file.values())
+    changes = list(Path(arm["home"], "reports", "l2", DAY).glob("changes-*.md"))
+    assert len(changes) == 1
+    text = changes[0].read_text()  # the same pixels: nothing changed, and the page says so
+    assert "| Reprocessed images | 3 |" in text and "| Changed detector-level values | 0 |" in text
+
+
+def test_the_day_page_and_the_notification_name_the_failing_image_and_its_dark(arm):
+    page = Path(arm["home"], "reports", "l2", DAY, "index.html").read_text()
+    failing = next(p.name for p in arm["paths"] if "WFI07" in p.name)
+    assert failing in page and "noise_1f_excess" in page and DARK in page
+    clean = next(p.name for p in arm["paths"] if "WFI01" in p.name)
+    assert page.index(failing) < page.index(clean)  # failures first
+    log = Path(arm["home"], "notifications.log").read_text()
+    assert failing in log and DARK in log
+    assert "l2/" + DAY in Path(arm["home"], "reports", "index.html").read_text()
 
 
 def test_a_reprocessed_notice_gives_the_next_number(arm, aws):
