@@ -66,19 +66,40 @@ def _environment(values: dict, remove: tuple = ()):
 
 @contextlib.contextmanager
 def _moto():
-    """A moto server on 127.0.0.1 (dummy credentials and its endpoint in the environment); yields the endpoint."""
-    from moto.server import ThreadedMotoServer
+    """A moto server on 127.0.0.1 in a process of its own (dummy credentials and its endpoint in the
+    environment); yields the endpoint.
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    Its own process, as AWS is another machine: a moto server in the benchmark's process would share its
+    interpreter lock and charge moto's Python time to the code being measured.
+    """
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
     try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the moto server did not start")
+                time.sleep(0.1)
         with _environment({**AWS_ENV, "AWS_ENDPOINT_URL": endpoint}, remove=("AWS_PROFILE",)):
             yield endpoint
     finally:
-        server.stop()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def _clients():
@@ -261,7 +282,7 @@ def bench_ingest(repeat: int = 5, idle_repeat: int = 20, batch: int = 100) -> li
             shutil.rmtree(home, ignore_errors=True)
     notes += [
         "",
-        f"moto {_version('moto')} (`ThreadedMotoServer` on 127.0.0.1, in the benchmark's process), boto3 "
+        f"moto {_version('moto')} (`python -m moto.server` on 127.0.0.1, a process of its own), boto3 "
         f"{_version('boto3')} over HTTP. Each tick of {batch} messages makes {batch // 10} receive calls, "
         f"{batch} `HeadObject` calls (the object check, one at a time) and {batch // 10} delete batches; "
         f"one `HeadObject` takes {_ms(statistics.median(heads))} ms (median of 50) and an empty receive "
@@ -354,6 +375,47 @@ def _latency_once(paths: list[Path], catalog: Path, timeout: float = 480) -> dic
     return out
 
 
+def _descendants(pid: int) -> set[int]:
+    from run import TreeMemory
+
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo += TreeMemory._children(current)
+    return found
+
+
+def _reap(pids: set[int], dagster_home: Path, seconds: float = 30) -> None:
+    """Wait for the stopped daemon's processes to exit; kill those still running (by PID) after ``seconds``.
+
+    The daemon stops its code server, which then exits on its own within seconds, but one was seen still
+    running (and writing into DAGSTER_HOME) minutes later; only processes of this DAGSTER_HOME are touched.
+    """
+    import signal
+
+    def ours(pid: int) -> bool:
+        try:
+            return f"DAGSTER_HOME={dagster_home}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + seconds
+    while True:
+        alive = [pid for pid in pids if ours(pid)]
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for pid in alive:
+        print(f"benchmark l2_latency: process {pid} of the stopped daemon still runs after {seconds:.0f} s; killed",
+              file=sys.stderr)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _remove(folder: Path, seconds: float = 30) -> None:
     """Remove ``folder``; the daemon's children may still be writing into it for a moment after it stopped."""
     deadline = time.monotonic() + seconds
@@ -393,7 +455,10 @@ def _measure(workdir: Path, paths: list[Path], catalog: Path, timeout: float) ->
     page = workdir / "reports" / "l2" / DAY / "index.html"
     env = _child_env(workdir, queue, catalog)
     started = time.perf_counter()
-    with Daemon(workdir, env) as daemon:
+    tree: set[int] = set()  # the daemon's processes, reaped after it stopped
+    with contextlib.ExitStack() as stack:
+        stack.callback(_reap, tree, dagster_home)
+        daemon = stack.enter_context(Daemon(workdir, env))
         memory = TreeMemory(daemon.proc.pid)
         # Ready: the SQS sensor has ticked once (it took this ignored test event off the queue).
         clients["sqs"].send_message(QueueUrl=queue, MessageBody=json.dumps({"Event": "s3:TestEvent"}))
@@ -403,6 +468,7 @@ def _measure(workdir: Path, paths: list[Path], catalog: Path, timeout: float) ->
                 raise RuntimeError(f"the daemon did not take the first message; see {daemon.log_path}: "
                                    + daemon.log_path.read_text()[-3000:])
             time.sleep(0.2)
+        tree.update(_descendants(daemon.proc.pid))
         out["startup"] = time.perf_counter() - started
         t0, wall0 = time.perf_counter(), time.time()
         _publish(clients, topic, notices)
@@ -439,6 +505,7 @@ def _measure(workdir: Path, paths: list[Path], catalog: Path, timeout: float) ->
         finally:
             instance.dispose()
         out["peak_rss_mb"] = memory.stop()
+        tree.update(_descendants(daemon.proc.pid))
     with database.engine.connect() as conn:
         rows = conn.execute(sa.select(l2_file.c.status, l2_file.c.received_at, l2_file.c.claimed_at,
                                       l2_file.c.measured_at)).all()

@@ -33,8 +33,15 @@ def env_int(name: str, default: int) -> int:
 
 
 def sensor_interval() -> int:
-    """Seconds between sensor ticks: ``RDMT_SENSOR_INTERVAL`` (default 30)."""
-    return max(1, env_int("RDMT_SENSOR_INTERVAL", 30))
+    """The ``minimum_interval_seconds`` that gives a tick every ``RDMT_SENSOR_INTERVAL`` seconds (default 30).
+
+    The daemon looks at its sensors every few seconds and skips one whose
+    last tick *started* less than the minimum interval ago; a tick starts a
+    moment after the look, so a minimum equal to the wanted period skips
+    every other look (ticks every 35 s for 30, every 10 s for 5). One
+    second less keeps the period.
+    """
+    return max(1, env_int("RDMT_SENSOR_INTERVAL", 30) - 1)
 
 
 def env_float(name: str, default: float) -> float:
