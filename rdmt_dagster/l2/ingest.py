@@ -48,7 +48,7 @@ class TickReport:
     deleted: int = 0
     seconds: float = 0.0
     stopped: str = ""  # why the tick ended early: "budget", "ledger: ...", "s3: ..."
-    new_keys: list[str] = field(default_factory=list)
+    announced: list[str] = field(default_factory=list)  # file names of the recorded notices, repeats included
 
 
 def _object_exists(s3, notice: L2Notice) -> bool:
@@ -173,7 +173,7 @@ def ingest_tick(sqs, queue_url: str, ledger: NoticeLedger, *, s3=None, max_messa
         for (message, notices), new in zip(accepted, new_counts):
             report.new_files += new
             report.duplicates += len(notices) - new
-            report.new_keys.extend(n.filename for n in notices)
+            report.announced.extend(n.filename for n in notices)
             done.append(message)
         report.deleted += _delete(sqs, queue_url, done) if done else 0
     report.seconds = clock() - start
