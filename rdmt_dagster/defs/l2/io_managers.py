@@ -43,8 +43,13 @@ class L2Batch:
 
 
 def batch_of_run(run) -> str:
-    """The batch of a run: its ``rdmt/l2_batch`` tag, else (a backfill) the run id."""
-    return run.tags.get(BATCH_TAG) or run.run_id
+    """The batch of a run: its ``rdmt/l2_batch`` tag, else (a backfill) the id of its first attempt.
+
+    A retry of a failed run (``run_retries``, or a re-execution) is a new run
+    with the first attempt's tags and root run id: it takes the same files,
+    and a reprocessing retried does not number the files again.
+    """
+    return run.tags.get(BATCH_TAG) or run.tags.get("dagster/root_run_id") or run.run_id
 
 
 def l2_store(rdmt: RDMTConfig) -> L2Store:
