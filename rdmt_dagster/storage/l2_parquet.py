@@ -11,9 +11,7 @@ the survey peak a day is ~13,000 files, and a leaf per file would be ~50,000
 small files a day. A file and reprocess number belongs to exactly one batch,
 and a batch's leaf is rewritten whole when the batch runs again (a retried
 run), so no row is ever written twice. ``l2_table3`` is the seed's Table 3:
-one row per file, one column per detector-scale metric, the evaluation result
-(``n_failed``, ``n_not_evaluated``, ``passed``: measured and nothing failed).
-In ``l2_evaluations`` a verdict that was not given is null.
+one row per file, one column per detector-scale metric, the evaluation result.
 """
 
 from __future__ import annotations
@@ -77,7 +75,7 @@ def evaluation_rows(row, evaluation_set) -> pa.Table:
         "threshold": pa.array(np.asarray(cols["threshold"], dtype=np.float64)),
         "lower": pa.array(np.asarray(cols["lower"], dtype=np.float64)),
         "reference": pa.array(np.asarray(cols["reference"], dtype=np.float64)),
-        "passed": pa.array(cols["passed"].tolist(), pa.bool_()),  # null: not evaluated
+        "passed": pa.array(np.asarray(cols["passed"], dtype=bool)),
         "standards_hash": pa.array([evaluation_set.standards_hash] * n, pa.string()),
     })
 
@@ -91,9 +89,6 @@ def table3_row(row, metric_set, evaluation_set) -> dict:
         out[metric.name] = float(np.asarray(metric.values["detector"])[0])
     n_failed = evaluation_set.n_failed if evaluation_set is not None else None
     out["n_failed"] = n_failed
-    out["n_not_evaluated"] = evaluation_set.n_not_evaluated if evaluation_set is not None else None
-    # The file passed when it was measured and nothing failed; verdicts that could
-    # not be given (n_not_evaluated) are counted apart, not as passes.
     out["passed"] = bool(metric_set.ok and n_failed == 0)
     return out
 
