@@ -164,9 +164,11 @@ def test_every_notice_twice_among_malformed_ones_gives_each_file_once(aws, queue
     _send(aws["sqs"], queue, bodies)
 
     reports = []
-    for _ in range(3 * len(bodies) // 100):  # far more ticks than needed: a stall fails below, not here
+    for _ in range(30 * len(bodies) // 100):  # far more ticks than needed: a stall fails below, not here
         report = ingest_tick(aws["sqs"], queue, ledger, s3=aws["s3"], max_messages=100)
-        assert report.stopped == "", report.stopped
+        # A tick may end at its time budget on a loaded machine (that is the bound working);
+        # it must never stop for the ledger or S3.
+        assert report.stopped in ("", "budget"), report.stopped
         reports.append(report)
         if report.received == 0:
             visible, in_flight = _queue_counts(aws["sqs"], queue)
