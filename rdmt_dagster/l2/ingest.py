@@ -27,14 +27,12 @@ MAX_STORED_BODY = 64 * 1024
 class NoticeLedger(Protocol):
     """Where received notices are recorded durably."""
 
-    def record_notices(self, notices: list[L2Notice], message_id: str) -> int:
-        """Record the files of one message; returns how many were new (not seen before)."""
+    def record_many(self, items: list[tuple[list[L2Notice], str]]) -> list[int]:
+        """Record the notices of several messages ``[(notices, message_id), ...]`` at once (one commit);
+        returns how many files of each message were new (not seen before)."""
 
     def record_rejected(self, message_id: str, reason: str, body: str) -> None:
         """Record a message that announced nothing monitorable."""
-
-    # Optional: ``record_many(items) -> list[int]`` records several messages' notices
-    # ``[(notices, message_id), ...]`` in one transaction (used when present).
 
 
 @dataclass
@@ -104,15 +102,6 @@ def _parse_all(messages: list[dict]) -> list[tuple[dict, list[L2Notice] | Notice
     return out
 
 
-def _record_batch(ledger: NoticeLedger, accepted: list[tuple[dict, list[L2Notice]]]) -> list[int]:
-    """New files per message, recorded in one transaction when the ledger can (`record_many`)."""
-    items = [(notices, message["MessageId"]) for message, notices in accepted]
-    record_many = getattr(ledger, "record_many", None)
-    if record_many is not None:
-        return record_many(items)
-    return [ledger.record_notices(notices, message_id) for notices, message_id in items]
-
-
 def ingest_tick(sqs, queue_url: str, ledger: NoticeLedger, *, s3=None, max_messages: int = 100,
                 budget_seconds: float = 20.0, delete_rejected: bool = True, clock=time.monotonic) -> TickReport:
     """Receive, record and acknowledge up to ``max_messages`` notices.
@@ -165,7 +154,7 @@ def ingest_tick(sqs, queue_url: str, ledger: NoticeLedger, *, s3=None, max_messa
                 if delete_rejected:
                     done.append(message)
             accepted = [(m, notices) for m, notices in parsed if isinstance(notices, list)]
-            new_counts = _record_batch(ledger, accepted)
+            new_counts = ledger.record_many([(notices, message["MessageId"]) for message, notices in accepted])
         except Exception as failure:  # database down: leave the messages for a later tick
             report.stopped = f"ledger: {type(failure).__name__}"
             report.deleted += _delete(sqs, queue_url, done) if done else 0

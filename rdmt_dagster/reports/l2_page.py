@@ -302,10 +302,7 @@ def collect_l2_results(conn, files: list[lq.L2FileRecord], blocks: _Blocks | Non
                 result.errors.append((m.monitor if m.monitor != "file" else "", scrub(m.error) or "could not be measured"))
         if record.status == "error" and not result.errors:
             result.errors.append(("", scrub(record.error) or "could not be measured"))
-        per_monitor: dict[str, list[Failure]] = {}
-        for f in fails.get(record.id, []):
-            per_monitor.setdefault(f.monitor, []).append(
-                Failure(f.metric, f.scale, f.region, f.value, f.unit, f.evaluator, f.threshold, f.lower, f.reference))
+        per_monitor = fails.get(record.id, {})
         for monitor in _monitor_sorted(per_monitor):
             m = by_monitor.get(monitor)
             standards_hash = m.standards_hash if m else None

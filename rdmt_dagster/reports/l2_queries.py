@@ -24,6 +24,8 @@ import sqlalchemy as sa
 
 from ..storage import tables as t
 from ..storage.l2_tables import l2_evaluation, l2_file, l2_measurement, l2_metric_value
+from .formatting import Failure, split_metric
+from .queries import json_list
 
 IN_CHUNK = 500
 MEASURED = ("ok", "error")
@@ -34,16 +36,6 @@ def _chunks(values, size: int = IN_CHUNK):
     values = list(values)
     for start in range(0, len(values), size):
         yield values[start:start + size]
-
-
-def _json_list(text: str | None) -> list[str]:
-    if not text:
-        return []
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return [text]
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def parse_ref_files(text: str | None) -> dict[str, str]:
@@ -120,23 +112,6 @@ class MeasurementRecord:
     n_failed: int | None
     compared_with: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class L2Failure:
-    """One failed evaluation of one region, with the value it judged."""
-
-    file_id: int
-    monitor: str
-    metric: str
-    scale: str
-    region: int
-    value: float | None
-    unit: str
-    evaluator: str
-    threshold: float | None
-    lower: float | None
-    reference: float | None
 
 
 @dataclass(frozen=True)
@@ -254,7 +229,7 @@ def measurements(conn, file_ids) -> dict[int, list[MeasurementRecord]]:
         for r in conn.execute(query):
             out[r.file_id].append(MeasurementRecord(
                 r.file_id, r.monitor, r.status, r.error, r.monitor_version or "", r.standards_hash,
-                r.n_evaluations, r.n_failed, _json_list(r.compared_with), _json_list(r.notes)))
+                r.n_evaluations, r.n_failed, json_list(r.compared_with), json_list(r.notes)))
     return out
 
 
@@ -265,10 +240,10 @@ def _latest_evaluations():
                   & (m.c.standards_hash == e.c.standards_hash))
 
 
-def failed_evaluations(conn, file_ids) -> dict[int, list[L2Failure]]:
-    """file id -> the failed evaluations of its latest evaluation per monitor, with the values judged."""
+def failed_evaluations(conn, file_ids) -> dict[int, dict[str, list[Failure]]]:
+    """file id -> monitor -> the failed evaluations of its latest evaluation, with the values judged."""
     e, v = l2_evaluation, l2_metric_value
-    out: dict[int, list[L2Failure]] = {int(i): [] for i in file_ids}
+    out: dict[int, dict[str, list[Failure]]] = {int(i): {} for i in file_ids}
     source = _latest_evaluations().outerjoin(
         v, (v.c.file_id == e.c.file_id) & (v.c.monitor == e.c.monitor) & (v.c.metric == e.c.metric)
         & (v.c.region == e.c.region))
@@ -280,14 +255,12 @@ def failed_evaluations(conn, file_ids) -> dict[int, list[L2Failure]]:
                  .order_by(e.c.file_id, e.c.monitor, e.c.metric, e.c.evaluator, e.c.region))
         for r in conn.execute(query):
             scale = r.scale or _scale_of(r.metric)
-            out[r.file_id].append(L2Failure(r.file_id, r.monitor, r.metric, scale, r.region, r.value, r.unit or "",
-                                            r.evaluator, r.threshold, r.lower, r.reference))
+            out[r.file_id].setdefault(r.monitor, []).append(Failure(
+                r.metric, scale, r.region, r.value, r.unit or "", r.evaluator, r.threshold, r.lower, r.reference))
     return out
 
 
 def _scale_of(metric: str) -> str:
-    from .formatting import split_metric
-
     return split_metric(metric)[0]
 
 

@@ -74,7 +74,8 @@ def _file(row) -> FileRecord:
                       row.status, row.error, row.monitor_version)
 
 
-def _json_list(text: str | None) -> list[str]:
+def json_list(text: str | None) -> list[str]:
+    """A stored JSON list of strings (a plain text that is not JSON: a list of that one text)."""
     if not text:
         return []
     try:
@@ -98,7 +99,7 @@ def latest_run(conn, file_id: int) -> RunRecord | None:
     if row is None:
         return None
     return RunRecord(row.standards_hash, row.monitor_version, row.evaluated_at, row.n_evaluations, row.n_failed,
-                     _json_list(row.compared_with), _json_list(row.notes))
+                     json_list(row.compared_with), json_list(row.notes))
 
 
 def metric_values(conn, file_id: int) -> list[tuple[str, str, int, float | None, str]]:

@@ -20,27 +20,31 @@ def _as_dict(context, obj) -> dict:
     return {context.asset_partition_key: obj}
 
 
-def _storage_error(metric_set: MetricSet, exc: Exception) -> MetricSet:
-    """The error that replaces a file's results when they could not be stored."""
-    info = metric_set.info
-    return MetricSet(FileInfo(info.filename, info.path, info.monitor), metric_set.monitor_version,
-                     error=f"{info.filename}: results could not be stored ({type(exc).__name__}: {exc})"[:2000])
-
-
-def record_storage_failure(database, metric_set: MetricSet, exc: Exception, log) -> None:
-    """Record against the file that its results could not be stored; never raise.
+def record_failure(filename: str, exc: Exception, record, log) -> None:
+    """Record against a file that its results could not be stored; never raise.
 
     One file's storage failure (a value the database refuses, a dropped
     connection that outlived the retries) must not stop the other files of
-    the run, and must not vanish either: the file is marked as an error,
-    which fails the run's ``files_readable`` check and is reported.
+    the run, and must not vanish either: ``record(error)`` marks the file as
+    an error, which fails the run's readable/measured check and is reported.
     """
-    failed = _storage_error(metric_set, exc)
-    log.error(failed.error)
+    error = f"{filename}: results could not be stored ({type(exc).__name__}: {exc})"[:2000]
+    log.error(error)
     try:
-        database.write_metrics(failed)
+        record(error)
     except Exception as again:  # the database itself is unusable: the log line is all that is left
-        log.error(f"{metric_set.info.filename}: the failure could not be recorded either ({type(again).__name__}: {again})")
+        log.error(f"{filename}: the failure could not be recorded either ({type(again).__name__}: {again})")
+
+
+def record_storage_failure(database, metric_set: MetricSet, exc: Exception, log) -> None:
+    """`record_failure` for a reference file: its metrics are replaced by the error."""
+    info = metric_set.info
+
+    def record(error: str) -> None:
+        database.write_metrics(MetricSet(FileInfo(info.filename, info.path, info.monitor),
+                                         metric_set.monitor_version, error=error))
+
+    record_failure(info.filename, exc, record, log)
 
 
 class MetricsIOManager(dg.ConfigurableIOManager):

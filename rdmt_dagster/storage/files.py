@@ -42,18 +42,24 @@ def _leaf(root: Path, kind: str, info, *extra: str) -> Path:
     return Path(root, kind, *parts, *extra)
 
 
-def metrics_table(metric_set: MetricSet) -> pa.Table:
+def metric_arrays(metric_set: MetricSet) -> dict[str, pa.Array]:
+    """The long metric columns of one file (metric, scale, region, value, unit, monitor version), both arms."""
     cols = metric_set.columns()
     n = len(cols["value"])
-    return pa.table({
+    return {
         "metric": pa.array(cols["metric"].tolist(), pa.string()),
         "scale": pa.array(cols["scale"].tolist(), pa.string()),
         "region": pa.array(np.asarray(cols["region"], dtype=np.int32)),
         "value": pa.array(np.asarray(cols["value"], dtype=np.float64)),
         "unit": pa.array(cols["unit"].tolist(), pa.string()),
         "monitor_version": pa.array([metric_set.monitor_version] * n, pa.string()),
-        "useafter": pa.array([metric_set.info.useafter] * n, pa.timestamp("us")),
-    })
+    }
+
+
+def metrics_table(metric_set: MetricSet) -> pa.Table:
+    arrays = metric_arrays(metric_set)
+    n = len(arrays["value"])
+    return pa.table({**arrays, "useafter": pa.array([metric_set.info.useafter] * n, pa.timestamp("us"))})
 
 
 def evaluation_columns(evaluation_set: EvaluationSet) -> dict[str, np.ndarray]:
@@ -76,18 +82,25 @@ def evaluation_columns(evaluation_set: EvaluationSet) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 
-def evaluations_table(evaluation_set: EvaluationSet, monitor_version: str) -> pa.Table:
-    cols = evaluation_columns(evaluation_set)
-    n = len(cols["passed"])
-    return pa.table({
-        "metric": pa.array(cols["metric"].tolist(), pa.string()),
-        "scale": pa.array(cols["scale"].tolist(), pa.string()),
+def evaluation_arrays(cols: dict[str, np.ndarray]) -> dict[str, pa.Array]:
+    """`evaluation_columns` as Arrow arrays (metric .. passed), both arms."""
+    return {
+        "metric": pa.array([str(x) for x in cols["metric"].tolist()], pa.string()),
+        "scale": pa.array([str(x) for x in cols["scale"].tolist()], pa.string()),
         "region": pa.array(np.asarray(cols["region"], dtype=np.int32)),
-        "evaluator": pa.array(cols["evaluator"].tolist(), pa.string()),
+        "evaluator": pa.array([str(x) for x in cols["evaluator"].tolist()], pa.string()),
         "threshold": pa.array(np.asarray(cols["threshold"], dtype=np.float64)),
         "lower": pa.array(np.asarray(cols["lower"], dtype=np.float64)),
         "reference": pa.array(np.asarray(cols["reference"], dtype=np.float64)),
         "passed": pa.array(np.asarray(cols["passed"], dtype=bool)),
+    }
+
+
+def evaluations_table(evaluation_set: EvaluationSet, monitor_version: str) -> pa.Table:
+    cols = evaluation_columns(evaluation_set)
+    n = len(cols["passed"])
+    return pa.table({
+        **evaluation_arrays(cols),
         "compared_with": pa.array(cols["compared_with"].tolist(), pa.string()),
         "monitor_version": pa.array([monitor_version] * n, pa.string()),
     })

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .files import _replace_leaf, evaluation_columns
+from .files import _replace_leaf, evaluation_arrays, evaluation_columns, metric_arrays
 
 _BATCH = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
@@ -50,17 +50,8 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
 
 
 def metrics_rows(row, metric_set) -> pa.Table:
-    cols = metric_set.columns()
-    n = len(cols["value"])
-    return pa.table({
-        **_identity(row, n),
-        "metric": pa.array(cols["metric"].tolist(), pa.string()),
-        "scale": pa.array(cols["scale"].tolist(), pa.string()),
-        "region": pa.array(np.asarray(cols["region"], dtype=np.int32)),
-        "value": pa.array(np.asarray(cols["value"], dtype=np.float64)),
-        "unit": pa.array(cols["unit"].tolist(), pa.string()),
-        "monitor_version": pa.array([metric_set.monitor_version] * n, pa.string()),
-    })
+    arrays = metric_arrays(metric_set)
+    return pa.table({**_identity(row, len(arrays["value"])), **arrays})
 
 
 def evaluation_rows(row, evaluation_set) -> pa.Table:
@@ -68,14 +59,7 @@ def evaluation_rows(row, evaluation_set) -> pa.Table:
     n = len(cols["passed"])
     return pa.table({
         **_identity(row, n),
-        "metric": pa.array([str(x) for x in cols["metric"].tolist()], pa.string()),
-        "scale": pa.array([str(x) for x in cols["scale"].tolist()], pa.string()),
-        "region": pa.array(np.asarray(cols["region"], dtype=np.int32)),
-        "evaluator": pa.array([str(x) for x in cols["evaluator"].tolist()], pa.string()),
-        "threshold": pa.array(np.asarray(cols["threshold"], dtype=np.float64)),
-        "lower": pa.array(np.asarray(cols["lower"], dtype=np.float64)),
-        "reference": pa.array(np.asarray(cols["reference"], dtype=np.float64)),
-        "passed": pa.array(np.asarray(cols["passed"], dtype=bool)),
+        **evaluation_arrays(cols),
         "standards_hash": pa.array([evaluation_set.standards_hash] * n, pa.string()),
     })
 

@@ -177,8 +177,9 @@ class L2Store:
         one higher, claimed by ``batch``. Earlier rows and their results stay.
         Repeating the call for the same batch adds nothing.
         """
-        if self.batch_ids(batch):
-            return self.batch_ids(batch)
+        already = self.batch_ids(batch)
+        if already:
+            return already
         newest = (sa.select(l2_file.c.filename, sa.func.max(l2_file.c.reprocess_number).label("n"))
                   .group_by(l2_file.c.filename).subquery())
         query = (sa.select(l2_file).join(newest, (newest.c.filename == l2_file.c.filename)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ...resources import RDMTConfig
+from ...resources.io_managers import record_failure
 from ...science.metrics import MetricSet
 from ...science.monitor import EvaluationSet
 from ...storage.l2_parquet import L2ParquetStore
@@ -63,12 +64,7 @@ def l2_store(rdmt: RDMTConfig) -> L2Store:
 
 
 def _record_failure(store: L2Store, row: L2FileRow, exc: Exception, log) -> None:
-    error = f"{row.filename}: results could not be stored ({type(exc).__name__}: {exc})"[:2000]
-    log.error(error)
-    try:
-        store.record_error(row.id, error)
-    except Exception as again:  # the database itself is unusable: the log line is all that is left
-        log.error(f"{row.filename}: the failure could not be recorded either ({type(again).__name__}: {again})")
+    record_failure(row.filename, exc, lambda error: store.record_error(row.id, error), log)
 
 
 class L2IOManager(dg.ConfigurableIOManager):
