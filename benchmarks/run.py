@@ -1,6 +1,6 @@
 """RDMT benchmarks; results are appended to BENCHMARKS.md with the machine and the date.
 
-    .venv/bin/python benchmarks/run.py [--only metrics,delivery,ticks,queries,arrival,check,l2,noise_1f,romanisim,l2_ingest,l2_latency] [--repeat N]
+    .venv/bin/python benchmarks/run.py [--only metrics,delivery,ticks,queries,arrival,check,l2,noise_1f,romanisim,l2_ingest,l2_latency,history] [--repeat N]
 
 * ``metrics``: every registered monitor's metrics for one synthetic 4096x4096
   detector, on one core (the file is read once, outside the timing), plus the
@@ -24,6 +24,9 @@
   idle, through the sensor function; SQLite and the reachable servers) and the
   arrival-to-results latency of 18 full-size images through the Dagster
   daemon on 2 cores (``benchmarks/l2_arm.py``).
+* ``history``: ``rdmt history`` of one metric and one detector on a SQLite
+  database of a year of weekly 18-detector dark deliveries, the query and
+  the command, and ``rdmt failures`` of a delivery (``benchmarks/history_query.py``).
 """
 
 from __future__ import annotations
@@ -493,7 +496,7 @@ def bench_check(repeat: int = 3) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     names = ["metrics", "delivery", "ticks", "queries", "arrival", "check", "l2", "noise_1f", "romanisim", "l2_ingest",
-             "l2_latency"]
+             "l2_latency", "history"]
     parser.add_argument("--only", type=lambda text: set(text.split(",")),
                         help=f"comma-separated benchmarks among {', '.join(names)} (default: all)")
     parser.add_argument("--arrival-types", default="dark,all", help="comma-separated: a type list per demo, or 'all'")
@@ -547,6 +550,12 @@ def main() -> None:
         out += ["### L2 arrival to results: 18 full-size images through SNS, SQS, the sensors and the daemon "
                 "(2 cores)", ""]
         out += bench_latency() + [""]
+    if args.only is None or "history" in args.only:
+        from history_query import bench_history
+
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        out += ["### `rdmt history` and `rdmt failures` on a year of weekly dark deliveries (SQLite, one core)", ""]
+        out += bench_history(args.repeat) + [""]
     text = "\n".join(out) + "\n"
     print(text)
     header = "# Benchmarks\n\nProduced by `benchmarks/run.py`; newest first.\n\n"

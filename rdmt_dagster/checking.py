@@ -4,6 +4,11 @@ Reference files and L2 images alike: each file is read once and every
 monitor of its data model runs on it (``--monitors`` chooses); files of one
 series (reference type and detector; L2 monitor, detector and optical
 element) are compared in time order (USEAFTER; exposure start).
+
+An evaluator that could not run on a value (a change evaluator with no
+previous file, a trend evaluator with too little history) gives no verdict:
+``"passed": null`` in the JSON document, ``n/e`` (not evaluated) in the
+table; it is neither a pass nor a failure.
 """
 
 from __future__ import annotations
@@ -115,6 +120,7 @@ def file_document(checked: CheckedFile) -> dict:
         "monitor_version": ms.monitor_version or None,
         "standards_hash": es.standards_hash if es else None,
         "n_failed": es.n_failed if es else None,
+        "n_not_evaluated": es.n_not_evaluated if es else None,
         "metrics": [],
     }
     if not ms.ok:
@@ -127,8 +133,9 @@ def file_document(checked: CheckedFile) -> dict:
         doc["metrics"].append(row)
     for ev in es.evaluations if es else []:
         full = f"{ev.scale}_{ev.metric}"
-        for i, region in enumerate(region_ids(ev.scale)[: len(ev.passed)].tolist()):
-            entry = {"threshold": _finite(float(ev.threshold[i])), "passed": bool(ev.passed[i])}
+        verdicts = ev.verdicts()
+        for i, region in enumerate(region_ids(ev.scale)[: len(verdicts)].tolist()):
+            entry = {"threshold": _finite(float(ev.threshold[i])), "passed": verdicts[i]}
             if ev.lower is not None:
                 entry["lower"] = _finite(float(ev.lower[i]))
             if ev.reference is not None:
@@ -149,10 +156,21 @@ def _when(info: FileInfo) -> str:
     return ""
 
 
+def verdict_text(ev, index: int = 0) -> str:
+    """``PASS``, ``FAIL`` or ``n/e`` (not evaluated) for one region of an evaluation."""
+    if not ev.evaluated[index]:
+        return "n/e"
+    return "PASS" if ev.passed[index] else "FAIL"
+
+
 def format_table(checked: CheckedFile) -> str:
     """Readable summary: detector-level metrics with their standards, then failing regions."""
     ms, es = checked.metric_set, checked.evaluation_set
-    head = f"{ms.info.filename}  monitor={ms.info.monitor or '?'}  detector={ms.info.detector or '?'}"
+    from .reports.escape import plain_text
+
+    # The name and detector come from the file: one line each, whatever they hold.
+    head = (f"{plain_text(ms.info.filename)}  monitor={ms.info.monitor or '?'}  "
+            f"detector={plain_text(ms.info.detector) or '?'}")
     if not ms.ok:
         return f"{head}\n  ERROR: {ms.error}\n"
     evaluators = sorted({ev.evaluator for ev in es.evaluations},
@@ -166,17 +184,18 @@ def format_table(checked: CheckedFile) -> str:
         cells = []
         for name in evaluators:
             ev = det.get((metric.name, name))
-            cells.append(f"{'':>18}" if ev is None else f"{('PASS' if ev.passed[0] else 'FAIL') + ' ' + format(float(ev.threshold[0]), '.4g'):>18}")
+            cells.append(f"{'':>18}" if ev is None else f"{verdict_text(ev) + ' ' + format(float(ev.threshold[0]), '.4g'):>18}")
         lines.append(f"  {metric.full_name('detector'):<42}{value:>14.6g} {metric.unit:<9}" + "".join(cells))
     failing = [ev for ev in es.failures if ev.scale != "detector"]
     if failing:
         lines.append("  failing amp / super-pixel evaluations:")
         for ev in failing:
-            regions = region_ids(ev.scale)[~ev.passed].tolist()
+            regions = region_ids(ev.scale)[ev.failed].tolist()
             shown = ", ".join(map(str, regions[:12])) + (" ..." if len(regions) > 12 else "")
             lines.append(f"    {ev.scale}_{ev.metric} [{ev.evaluator}]: {len(regions)} {ev.scale}(s): {shown}")
     notes = sorted({f"{ev.evaluator}: {ev.note}" for ev in es.evaluations if ev.note})
     for note in notes:
         lines.append(f"  note: {note}")
-    lines.append(f"  {es.n_failed} failed evaluation(s)")
+    not_evaluated = f", {es.n_not_evaluated} not evaluated (n/e)" if es.n_not_evaluated else ""
+    lines.append(f"  {es.n_failed} failed evaluation(s){not_evaluated}")
     return "\n".join(lines) + "\n"

@@ -219,22 +219,57 @@ def wait_until_monitored(names: list[str], database, reports: Path, instance, da
     return False
 
 
-def summarise_failures(rows: list[dict]) -> list[str]:
-    """One line per (file, metric, evaluator): how many regions failed, and the first value."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+def summarise_failures(rows: list[dict], database=None) -> list[str]:
+    """One line per (file, metric, evaluator): where it failed, the worst value and how far off it is.
+
+    The wording is the report's and the notification's
+    (`rdmt_dagster.reports.formatting.FailureGroup.phrase`): the three quote
+    the same value for the same failure. ``rows`` are
+    `rdmt_dagster.storage.database.Database.failed_evaluations` rows. With
+    ``database`` the failures are read as the notification reads them (the
+    stored standards, a trend failure's sigma from the earlier files);
+    without it the standards are the defaults whose hash the rows carry.
+    """
+    from .notify.message import collect_failures
+    from .reports.formatting import Failure, group_failures
+
+    files: dict[tuple[str, str], list[Failure]] = defaultdict(list)
+    detectors: dict[str, str] = {}
     for r in rows:
-        groups[(r["detector"], r["filename"], r["metric"], r["evaluator"])].append(r)
+        detectors[r["filename"]] = r["detector"]
+        files[(r["filename"], r["standards_hash"])].append(Failure(
+            r["metric"], r["scale"], r["region"], r["value"], r["unit"] or "", r["evaluator"], r["threshold"],
+            r["lower"], r["reference"]))
+    if database is not None:
+        entries = [(f.filename, f.groups) for f in collect_failures(database, detectors, report_link=None)]
+    else:
+        entries = [(filename, group_failures(failures, _default_params(standards_hash)))
+                   for (filename, standards_hash), failures in files.items()]
     lines = []
-    for (detector, filename, metric, evaluator), items in sorted(groups.items()):
-        first = items[0]
-        where = "detector" if first["scale"] == "detector" else f"{len(items)} {first['scale']}(s)"
-        value = "nan" if first["value"] is None else f"{first['value']:.4g}"
-        if evaluator == "change" and first["reference"] is not None:
-            detail = f"value {value} vs previous {first['reference']:.4g}"
-        else:
-            detail = f"value {value} vs threshold {first['threshold']:.4g}"
-        lines.append(f"  {detector} {filename} {metric} [{evaluator}] {where}: {detail} {first['unit'] or ''}".rstrip())
+    for filename, groups in sorted(entries, key=lambda e: (detectors.get(e[0], ""), e[0])):
+        for g in groups:
+            lines.append(f"  {detectors.get(filename, '?')} {filename} [{g.evaluator}] {g.phrase}")
     return lines
+
+
+def _default_params(standards_hash: str):
+    """``params_for`` of the packaged standards block with this hash ({} for every metric when none has it)."""
+    from .science.standards import Standards
+
+    standards = Standards()
+    block = {}
+    for monitor in standards.monitors():
+        candidate = standards.for_monitor(monitor)
+        if candidate.hash == standards_hash:
+            block = candidate
+            break
+
+    def params_for(base: str, scale: str, evaluator: str) -> dict:
+        if not block or base not in block.metrics:
+            return {}
+        return block.evaluator_params(base, scale).get(evaluator, {})
+
+    return params_for
 
 
 def _reference_deliveries(workdir: Path, types: list[str], full: bool, workers: int, crds, rdmt, database,

@@ -11,6 +11,7 @@ multi-threaded Dagster run process itself.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 
 PRELOAD = [
@@ -22,16 +23,26 @@ PRELOAD = [
 ]
 
 
+def _use_environment(environment: dict) -> None:
+    """Worker initializer: the caller's environment, not the one the forkserver started with."""
+    os.environ.clear()
+    os.environ.update(environment)
+
+
 def process_map(func, items, workers: int) -> list:
     """``[func(item) for item in items]`` in up to ``workers`` processes, in order.
 
     Runs inline for one worker or one item. ``func`` and the items must be
-    picklable (top-level functions, plain data).
+    picklable (top-level functions, plain data). The workers see the
+    caller's environment as it is now: the forkserver is started once per
+    process and would otherwise hand them the environment of that moment
+    (an endpoint such as ``AWS_ENDPOINT_URL`` changed since, in tests).
     """
     items = list(items)
     if workers <= 1 or len(items) <= 1:
         return [func(item) for item in items]
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
+                             initializer=_use_environment, initargs=(dict(os.environ),)) as pool:
         return list(pool.map(func, items))

@@ -19,14 +19,20 @@ the registered-files sensor's tick).
 A row registered before checksums were recorded has none; its checksum is
 taken from the file at its registered path when that file is still there,
 and otherwise its content counts as unknown, i.e. different.
+
+The files of one ``rdmt submit`` are one delivery, ``submit:<UTC time>``
+(``reference_file.delivery``, trigger ``submit``): `rdmt failures --delivery`
+lists what failed in it.
 """
 
 import hashlib
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .resources import RDMTConfig, config_from_environment
 from .storage.database import REPLACED, Database
+from .storage.tables import SUBMIT
 from .storage.database import ContentChangedError as StoredContentChanged
 
 
@@ -81,7 +87,19 @@ def _refusal(path: Path, row: dict) -> str:
             f"it as a new version of {name} (the results of the earlier content are replaced)")
 
 
-def register_files(paths, database: Database, replace: bool = False) -> list[str]:
+def submit_delivery(now: datetime | None = None, trigger: str = "submit") -> str:
+    """The delivery id of one ``rdmt submit`` (or drop-folder tick): ``<trigger>:<UTC time to the second>``.
+
+    ``now`` defaults to the current time; a naive ``now`` is UTC.
+    """
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is not None:
+        now = now.astimezone(timezone.utc)
+    return f"{trigger}:{now:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def register_files(paths, database: Database, replace: bool = False, *, delivery: str | None = None,
+                   trigger: str | None = None) -> list[str]:
     """Register every file of ``paths``; return their names (partition keys).
 
     Every path is checked before anything is registered, so a missing file,
@@ -97,6 +115,9 @@ def register_files(paths, database: Database, replace: bool = False) -> list[str
     replace : bool
         Register a file whose content differs from what is monitored under
         its name as a new version of that name, to be measured again.
+    delivery, trigger : str, optional
+        The delivery the files came in and what brought them
+        (`Database.register`).
 
     Raises
     ------
@@ -116,7 +137,8 @@ def register_files(paths, database: Database, replace: bool = False) -> list[str
         raise ContentChangedError("\n".join(_refusal(path, known[path.name]) for path in changed))
     for path in resolved:
         try:
-            database.register(path.name, str(path), checksums[path], replace=replace, replaced_status=REPLACED)
+            database.register(path.name, str(path), checksums[path], replace=replace, replaced_status=REPLACED,
+                              delivery=delivery, trigger=trigger)
         except StoredContentChanged as exc:  # registered by someone else since the check above
             raise ContentChangedError(_refusal(path, {"path": exc.registered_path,
                                                       "checksum": exc.registered_checksum})) from exc
@@ -133,11 +155,13 @@ def submit(paths, rdmt: "RDMTConfig | str | os.PathLike | None" = None, replace:
     ``rdmt`` is an `RDMTConfig`, an RDMT home folder, or None for
     ``RDMT_HOME`` (default ``rdmt_data``); the database URL comes from
     ``RDMT_DATABASE_URL`` when set. ``replace`` registers changed files as
-    new versions (`register_files`). Raises `FileNotFoundError` or
+    new versions (`register_files`). The files are recorded as one delivery,
+    ``submit:<UTC time>`` (`submit_delivery`). Raises `FileNotFoundError` or
     `SubmissionError` (`ContentChangedError` for changed content) naming the
     offending path.
     """
-    return register_files(paths, _config(rdmt).database(), replace=replace)
+    return register_files(paths, _config(rdmt).database(), replace=replace, delivery=submit_delivery(),
+                          trigger=SUBMIT)
 
 
 def hand_off_replaced(instance, database: Database) -> tuple[list, list]:

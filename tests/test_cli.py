@@ -32,14 +32,27 @@ def test_check_json_document(dark_pair):
     assert amp5["evaluations"]["change"]["threshold"] == 0.11
     assert amp5["evaluations"]["change"]["compared_with"] == dark_pair[0].name
     assert rows[("amp_dark_current_mean", 1)]["evaluations"]["change"]["passed"] is True
+    # The first file has no previous file and no history: change and trend give no verdict (null), which
+    # is neither a pass nor a failure; the second has one earlier file, too few for a trend.
     first = files[dark_pair[0].name]
-    assert all(m["evaluations"]["change"]["passed"] for m in first["metrics"])
+    relative = [e for m in first["metrics"] for name, e in m["evaluations"].items() if name in ("change", "trend")]
+    assert len(relative) == 2 * 8 * 1057 and all(e["passed"] is None for e in relative)
+    assert all(e["note"] == "no previous file" for m in first["metrics"] for e in [m["evaluations"]["change"]])
+    assert first["n_not_evaluated"] == len(relative) and first["n_failed"] == 0
+    assert all(m["evaluations"]["trend"]["passed"] is None for m in later["metrics"])
+    assert all(m["evaluations"]["mission"]["passed"] in (True, False) for m in later["metrics"])
+    assert later["n_not_evaluated"] == 8 * 1057
 
 
 def test_check_table_and_exit_codes(tmp_path, dark_normal_pair):
     proc = rdmt("check", *dark_normal_pair)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "detector_dark_current_percentile_99" in proc.stdout and "0 failed evaluation(s)" in proc.stdout
+    # The first file's change and trend could not run: "n/e", counted apart from passes and failures.
+    first_table = proc.stdout.split("\n\n")[0]
+    row = next(line for line in first_table.splitlines() if "detector_dark_current_mean " in line)
+    assert row.split()[-4:] == ["n/e", "0.11", "n/e", "5"] and "PASS" in row
+    assert f"0 failed evaluation(s), {2 * 8 * 1057} not evaluated (n/e)" in first_table
     missing = tmp_path / "nowhere.asdf"
     proc = rdmt("check", "--json", dark_normal_pair[0], missing)
     assert proc.returncode == 2
@@ -75,3 +88,22 @@ def test_submit_registers_once_and_names_a_missing_file(tmp_path, dark_normal_pa
     assert database.paths([dark_normal_pair[1].name]) == {dark_normal_pair[1].name: str(dark_normal_pair[1])}
     missing = rdmt("submit", tmp_path / "absent_dark.asdf", env=env)
     assert missing.returncode == 2 and "absent_dark.asdf" in missing.stderr
+
+
+def test_every_command_says_what_it_does():
+    from rdmt_dagster.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0]
+    described = {action.dest: action.help for action in commands._choices_actions}
+    assert set(described) == {"check", "submit", "status", "history", "failures", "demo"}
+    overview = rdmt("--help").stdout
+    for name, text in described.items():
+        assert text and text.split()[0] in overview, name
+        sub = commands.choices[name]
+        assert sub.description and len(sub.description) > 80, name  # more than a line: what it does and reads
+    assert "not evaluated" in commands.choices["check"].description
+    assert "RDMT_DATABASE_URL" in commands.choices["history"].description
+    assert "n/e" in commands.choices["history"].description
+    assert "not evaluated" in commands.choices["failures"].description
+    assert "submit:<UTC time>" in commands.choices["submit"].description

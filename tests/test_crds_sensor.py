@@ -110,6 +110,8 @@ def test_new_context_hands_off_only_its_new_monitored_wfi_files(setup):
         path = Path(status["path"])
         assert path.is_file() and path.is_relative_to(home.parent / "crds_cache")
         assert path.read_bytes() == (files / name).read_bytes()
+        # The delivery is the context that brought the file, by the CRDS trigger.
+        assert (status["delivery"], status["delivered_by"], status["run_id"]) == (new, "crds", None)
     assert database.file_status("roman_wfi_dark_0001.asdf") is None
     assert database.file_status("roman_wfi_flat_0001.asdf") is None
     assert database.file_status("roman_all_dark_0001.asdf") is None
@@ -236,6 +238,8 @@ def test_requested_run_measures_the_fetched_file(setup, monkeypatch):
     assert outcome.success
     status = RDMTConfig(home=str(home)).database().file_status("roman_wfi_dark_0001.asdf")
     assert status["status"] == "ok" and status["detector"] == "WFI05"
+    assert status["run_id"] == outcome.run_id and status["delivered_by"] == "crds"
+    assert status["delivery"] == run.tags["rdmt/crds_context"]
 
 
 def run_ranges(result):
@@ -360,10 +364,11 @@ def test_the_run_of_a_file_given_up_records_an_error_naming_it(setup, monkeypatc
     defs = build_definitions()
     outcome = defs.resolve_job_def("monitor_reference_files").execute_in_process(
         instance=instance, tags=run.tags, raise_on_error=False)
-    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
-              for e in outcome.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    assert not checks[FILES_READABLE].passed
-    assert list(checks[FILES_READABLE].metadata["errors"].value) == [gone]
+    readable = {e.asset_check_evaluation_data.partition: e.asset_check_evaluation_data
+                for e in outcome.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                and e.asset_check_evaluation_data.check_name == FILES_READABLE}
+    assert {name for name, ev in readable.items() if not ev.passed} == {gone, None}  # None: the run's verdict
+    assert gone in readable[gone].metadata["error"].value
     database = RDMTConfig(home=str(home)).database()
     status = database.file_status(gone)
     assert status["status"] == "error" and gone in status["error"]

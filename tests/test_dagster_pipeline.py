@@ -12,8 +12,10 @@ from .helpers import run_batch
 pytestmark = pytest.mark.slow
 
 
-def checks(result):
-    return {ev.check_name: ev for ev in result.get_asset_check_evaluations()}
+def checks(result, name):
+    """file -> the result of check ``name`` in ``result`` (one per file; the run's verdict has no partition)."""
+    return {ev.partition: ev for ev in result.get_asset_check_evaluations()
+            if ev.check_name == name and ev.partition is not None}
 
 
 def test_two_deliveries_through_dagster(tmp_path, dark_pair, dark_normal_pair):
@@ -24,19 +26,22 @@ def test_two_deliveries_through_dagster(tmp_path, dark_pair, dark_normal_pair):
 
     first = run_batch(defs, instance, database, [dark_pair[0], dark_normal_pair[0]])
     assert first.success
-    assert checks(first)[EVALUATIONS_PASS].passed and checks(first)[FILES_READABLE].passed
+    names = {dark_pair[0].name, dark_normal_pair[0].name}
+    for name in (EVALUATIONS_PASS, FILES_READABLE):
+        assert set(checks(first, name)) == names and all(ev.passed for ev in checks(first, name).values())
 
     broken = tmp_path / "roman_wfi_dark_9999.asdf"
     broken.write_bytes(b"#ASDF 1.0.0\nnot really\n")
     delivery = [dark_pair[1], dark_normal_pair[1], broken]
     second = run_batch(defs, instance, database, delivery)
     assert second.success  # a bad file fails a check, not the run
-    c = checks(second)
-    assert not c[EVALUATIONS_PASS].passed
-    failing_files = {row["file"] for row in c[EVALUATIONS_PASS].metadata["failing"].value}
-    assert failing_files == {dark_pair[1].name}
-    assert not c[FILES_READABLE].passed
-    assert list(c[FILES_READABLE].metadata["errors"].value) == [broken.name]
+    passing = checks(second, EVALUATIONS_PASS)
+    # The unreadable file gets no verdict on its evaluations (there were none), only on its readability.
+    assert {name for name, ev in passing.items() if not ev.passed} == {dark_pair[1].name}
+    assert set(passing) == {dark_pair[1].name, dark_normal_pair[1].name}
+    readable = checks(second, FILES_READABLE)
+    assert {name for name, ev in readable.items() if not ev.passed} == {broken.name}
+    assert broken.name in readable[broken.name].metadata["error"].value
     assert database.file_status(broken.name)["status"] == "error"
     assert broken.name in database.file_status(broken.name)["error"]
 
@@ -76,7 +81,11 @@ def test_backfill_with_new_standards_keeps_old_evaluations_and_reuses_metrics(tm
     assert {p.name: database.file_status(p.name)["measured_at"] for p in dark_pair} == measured
     metrics_event = [e for e in backfill.get_asset_materialization_events()
                      if e.asset_key == dg.AssetKey("reference_file_metrics")][0]
-    assert metrics_event.materialization.metadata["reused_unchanged_monitor_version"].value == 2
+    assert metrics_event.materialization.metadata["run_reused_unchanged_monitor_version"].value == 2
+    statuses = {e.materialization.partition: e.materialization.metadata["status"].value
+                for e in backfill.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("reference_file_metrics")}
+    assert statuses == {p.name: "reused (monitor version unchanged)" for p in dark_pair}
     assert database.count_rows("evaluation") == 2 * n_default
     hashes = {s.hash for s in (default.standards().for_monitor("dark"), strict.standards().for_monitor("dark"))}
     old = database.failed_evaluations([dark_pair[1].name], standards_hash=default.standards().for_monitor("dark").hash)
@@ -148,4 +157,6 @@ def test_one_files_storage_failure_does_not_stop_the_others(tmp_path, dark_pair,
     stored = [name for name, s in statuses.items() if s["status"] == "ok"]
     assert len(failed) == 1 and len(stored) == 1
     assert "could not be stored" in statuses[failed[0]]["error"]
-    assert not checks(result)[FILES_READABLE].passed
+    readable = checks(result, FILES_READABLE)
+    assert not readable[failed[0]].passed and readable[stored[0]].passed
+    assert "could not be stored" in readable[failed[0]].metadata["error"].value

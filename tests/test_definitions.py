@@ -19,7 +19,8 @@ CHECKS = {
 JOBS = {"monitor_reference_files", "monitor_l2_images"}
 SENSORS = {"crds_sensor", "registered_files_sensor", "drop_folder_sensor",
            "l2_sqs_sensor", "l2_s3_catchup_sensor", "l2_batch_sensor"}
-RESOURCES = {"rdmt", "notifications", "l2", "metrics_io_manager", "evaluations_io_manager", "l2_io_manager"}
+RESOURCES = {"rdmt", "notifications", "l2", "metrics_io_manager", "evaluations_io_manager", "l2_io_manager",
+             "l2_runner"}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Drop folder: ``*.asdf`` files copied into it are registered and handed off once, when complete."""
 
 import os
+import re
 
 import dagster as dg
 import pytest
@@ -63,6 +64,8 @@ def test_new_file_is_picked_up_once(env):
     assert run.tags["dagster/asset_partition_range_start"] == "roman_wfi_dark_0001.asdf"
     status = RDMTConfig(home=str(home)).database().file_status("roman_wfi_dark_0001.asdf")
     assert status["path"] == str((box / "roman_wfi_dark_0001.asdf").resolve())
+    assert status["delivered_by"] == "drop_folder"
+    assert re.fullmatch(r"drop_folder:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", status["delivery"])
 
     for _ in range(2):  # and never again
         result, cursor = tick(instance, home, cursor)

@@ -41,9 +41,27 @@ def test_extensive_limits_scale_with_region_area():
     assert not ev.passed[0] and ev.passed[1] and not ev.passed[31]
 
 
-def test_change_passes_without_previous_and_says_so():
-    ev = evaluate_change("change", "m", "detector", [1.0], {"tolerance": 0.11}, None)
-    assert ev.passed.all() and "no previous" in ev.note and np.isnan(ev.reference).all()
+def test_change_without_previous_is_not_evaluated_and_says_so():
+    ev = evaluate_change("change", "m", "amp", np.ones(3), {"tolerance": 0.11}, None)
+    assert "no previous" in ev.note and np.isnan(ev.reference).all()
+    # Neither a pass nor a failure.
+    assert ev.verdicts() == [None, None, None]
+    assert not ev.passed.any() and not ev.failed.any()
+    assert (ev.n_passed, ev.n_failed, ev.n_not_evaluated) == (0, 0, 3)
+    lacking = evaluate_change("change", "m", "amp", np.ones(3), {"tolerance": 0.11}, prior([1.0], "old.asdf"))
+    assert lacking.verdicts() == [None] * 3 and lacking.note == "old.asdf lacks this metric"
+
+
+def test_an_evaluation_has_three_verdicts():
+    from rdmt_dagster.science.evaluators import Evaluation
+
+    ev = Evaluation("e", "m", "amp", np.ones(4), passed=[True, False, True, False],
+                    evaluated=[True, True, False, False])
+    assert ev.verdicts() == [True, False, None, None]
+    assert ev.passed.tolist() == [True, False, False, False]  # a verdict not given is never a pass
+    assert ev.failed.tolist() == [False, True, False, False]
+    assert (ev.n_passed, ev.n_failed, ev.n_not_evaluated) == (1, 1, 2)
+    assert Evaluation("e", "m", "amp", np.ones(2), passed=[True, False]).verdicts() == [True, False]
 
 
 def test_change_tolerance_boundary_and_allowances():
@@ -83,7 +101,11 @@ def test_change_compares_with_previous_by_useafter_not_by_arrival():
     change = [e for e in feb_result.evaluations if e.evaluator == "change" and e.scale == "detector"][0]
     assert change.reference_files == "b_jan.asdf" and change.passed[0]  # +4%
     jan_result = evaluate(jan, standards, history)
-    assert all(e.passed.all() for e in jan_result.evaluations if e.evaluator == "change")
+    first = [e for e in jan_result.evaluations if e.evaluator == "change"]
+    assert first and all(e.n_not_evaluated == e.passed.size and e.n_failed == 0 for e in first)
+    # 3 scales x (1 + 32 + 1024) values, change and trend (no history): none counted as failed or passed.
+    assert jan_result.n_not_evaluated == 2 * 1057 and jan_result.n_failed == 0
+    assert jan_result.n_evaluations == 4 * 1057
 
 
 def test_every_value_gets_every_configured_evaluator():
@@ -106,7 +128,7 @@ def test_trend_flags_departure_from_history():
     assert ev.passed.tolist() == [False, True]
     assert ev.reference_files == "f0,f1,f2,f3,f4"
     ev = evaluate_trend("trend", "m", "x", np.array([99.0, 99.0]), {"n": 10, "limit": 5.0, "min_history": 6}, hist)
-    assert ev.passed.all() and "needs 6" in ev.note
+    assert ev.verdicts() == [None, None] and ev.n_failed == 0 and "5 earlier files, trend needs 6" == ev.note
     ev = evaluate_trend("trend", "m", "x", np.array([11.0, 5.0]), {"n": 2, "limit": 5.0, "min_history": 2}, hist)
     assert ev.reference_files == "f3,f4"
 

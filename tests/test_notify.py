@@ -1,13 +1,14 @@
 """Notifications over real protocols on loopback: HTTP (Slack webhook), SMTP, SNS -> SQS (moto server).
 
 Database: WFI01 delivery 1 (clean), WFI01 delivery 2 (dark-current excess in
-amps 17-18: change and trend failures) and WFI02 delivery 2 (a 300x excess:
-mission and SOC failures with no history). Expected failures are read from
-the tables with plain SQL.
+amps 17-18: change failures; trend not evaluated, one earlier file) and WFI02
+delivery 2 (a 300x excess: mission and SOC failures with no history). Expected
+failures and their sizes are read from the tables with plain SQL.
 """
 
 import json
 import logging
+import re
 import sqlite3
 
 import pytest
@@ -160,34 +161,96 @@ def _drain(aws) -> list[dict]:
 
 # -- the message -------------------------------------------------------------------
 
-def test_message_lists_every_failure(db):
+def _pairs(db, filename):
+    """Distinct failing (metric, evaluator) pairs of a file."""
+    return {(m, ev) for m, ev in db.sql.execute(
+        "select distinct e.metric, e.evaluator from evaluation e join reference_file f on f.id = e.file_id "
+        "where f.filename = ? and e.passed = 0", (filename,))}
+
+
+def _all_not_evaluated(db, filename):
+    """Evaluators none of whose evaluations of the file could run (passed NULL everywhere)."""
+    rows = db.sql.execute(
+        "select e.evaluator, sum(e.passed is null), count(*) from evaluation e join reference_file f "
+        "on f.id = e.file_id where f.filename = ? group by e.evaluator", (filename,)).fetchall()
+    return {ev for ev, n_null, n in rows if n_null == n}
+
+
+def _detector_failures(db, filename, evaluator):
+    """metric -> (value, threshold, reference) of the failing detector-level evaluations of one evaluator."""
+    rows = db.sql.execute(
+        "select e.metric, m.value, e.threshold, e.reference from evaluation e "
+        "join reference_file f on f.id = e.file_id "
+        "join metric_value m on m.file_id = e.file_id and m.metric = e.metric and m.region = e.region "
+        "where f.filename = ? and e.evaluator = ? and e.region = 0 and e.passed = 0", (filename, evaluator))
+    return {metric: (value, threshold, reference) for metric, value, threshold, reference in rows}
+
+
+def _entry(text, detector):
+    """The line of one file in the plain text, and the line after it (the link)."""
+    lines = text.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(f"{detector} dark: "))
+    return lines[i], lines[i + 1]
+
+
+def test_message_one_line_per_file_with_its_worst_failure(db):
     clean, drift, hot = db.names
     note = build_notification(db, db.names)
     assert note is not None
     assert note.subject.startswith("RDMT: failures in 2 of 3 reference files (WFI01, WFI02)")
     assert [f.filename for f in note.files] == [drift, hot]
-    assert not any(line.startswith(clean) for line in note.text.splitlines())
-    for name in (drift, hot):
-        failing = _failing(db, name)
-        assert failing
-        block = note.text.split(name + " (")[1].split("\n\n")[0]
-        for (metric, evaluator), regions in failing.items():
-            scale = metric.split("_")[0]
-            assert f"{metric} ({scale}) [{evaluator}]" in block, (name, metric, evaluator)
-            if scale == "amp":
-                assert f"{len(regions)} of 32 amps ({', '.join(map(str, sorted(regions)))})" in block
-            if scale == "superpixel":
-                line = next(x for x in block.splitlines() if f"{metric} ({scale}) [{evaluator}]" in x)
-                assert f"{len(regions)} of 1024 super-pixels" in line
-        assert f"report: reports/{name}/report.html" in block
-    # The hot detector fails the mission limit of the 99th percentile: value and standard are in the message.
-    line = next(x for x in note.text.splitlines() if "detector_dark_current_percentile_99 (detector) [mission]" in x)
-    value = _detector_value(db, hot, "detector_dark_current_percentile_99")
-    assert f"value {fmt_value(value)} DN / s" in line and "standard ≤ 0.99" in line
-    # The drifting one fails the change evaluator against WFI01 delivery 1.
-    line = next(x for x in note.text.splitlines() if "detector_dark_current_mean (detector) [change]" in x)
-    previous = _detector_value(db, clean, "detector_dark_current_mean")
-    assert f"±11% of {fmt_value(previous)} ({clean})" in line
+    n_failed = sum(len(_failing(db, n)[pair]) for n in (drift, hot) for pair in _failing(db, n))
+    assert note.text.splitlines()[0].endswith(f": {n_failed} failed evaluations")
+    # Two lines per failing file: what fails most, then the report.
+    assert len([x for x in note.text.splitlines() if x]) == 1 + 2 * 2
+
+    # The hot detector: its worst failure is a mission limit (before SOC) at detector scale, the value
+    # furthest above its maximum relative to it.
+    mission = _detector_failures(db, hot, "mission")
+    metric = max(mission, key=lambda m: (mission[m][0] - mission[m][1]) / mission[m][1])
+    value, limit, _ = mission[metric]
+    line, link = _entry(note.text, "WFI02")
+    assert line == (f"WFI02 dark: {metric} = {fmt_value(value)} DN / s: {fmt_value(value - limit)} above the "
+                    f"mission max {fmt_value(limit)}; +{len(_pairs(db, hot)) - 1} more "
+                    "(change not evaluated, trend not evaluated)")
+    assert _all_not_evaluated(db, hot) == {"change", "trend"}
+    assert link == f"  reports/{hot}/report.html"
+
+    # The drifting one: only the change evaluator fails; the worst detector-level change, in percent.
+    change = _detector_failures(db, drift, "change")
+    metric = max(change, key=lambda m: abs(change[m][0] - change[m][2]) / abs(change[m][2]))
+    value, tolerance, previous = change[metric]
+    line, link = _entry(note.text, "WFI01")
+    match = re.fullmatch(rf"WFI01 dark: {metric} = (\S+) DN / s: \+(\d+) % vs previous \(tolerance (\d+) %\); "
+                         rf"\+(\d+) more \(trend not evaluated\)", line)
+    assert match, line
+    assert match.group(1) == fmt_value(value)
+    assert abs(int(match.group(2)) - 100 * (value - previous) / abs(previous)) <= 0.5
+    assert int(match.group(3)) == round(100 * tolerance)
+    assert int(match.group(4)) == len(_pairs(db, drift)) - 1
+    assert _all_not_evaluated(db, drift) == {"trend"}
+    assert link == f"  reports/{drift}/report.html"
+
+
+def test_demo_summary_report_and_message_quote_the_same_numbers(db, tmp_path):
+    """The terminal summary of the demo, the report and the notification word a failure alike."""
+    from rdmt_dagster.demo import summarise_failures
+    from rdmt_dagster.reports import write_file_report
+
+    note = build_notification(db, db.names)
+    rows = db.failed_evaluations(db.names)
+    for f in note.files:
+        worst = f.worst
+        summary = [x for x in summarise_failures(rows, db) if f" {f.filename} [" in x]
+        # One summary line per failing (metric, evaluator), the same with or without the database.
+        assert len(summary) == len(_pairs(db, f.filename))
+        assert summary == [x for x in summarise_failures(rows) if f" {f.filename} [" in x]
+        assert f"  {f.detector} {f.filename} [{worst.evaluator}] {worst.phrase}" in summary
+        assert worst.phrase in _entry(note.text, f.detector)[0]
+        report = write_file_report(db, f.filename, tmp_path).markdown.read_text()
+        row = next(x for x in report.splitlines() if x.startswith(f"| `{worst.metric}` | **{worst.evaluator}**"))
+        assert f"| **{worst.size}** |" in row and f"= {fmt_value(worst.worst.value)} " in worst.phrase
+        assert fmt_value(worst.worst.value) in row
 
 
 def test_no_failures_no_message(db, slack, tmp_path):
@@ -207,7 +270,8 @@ def test_log_channel_one_entry_per_delivery(db, tmp_path, caplog):
     assert report.sent == ["log"] and not report.failed
     text = log_file.read_text()
     assert text.count("===== ") == 1
-    assert db.names[1] in text and db.names[2] in text and "amp_dark_current_mean" in text
+    assert db.names[1] in text and db.names[2] in text
+    assert "WFI01 dark: detector_dark_current_percentile_" in text  # the worst failure of the drifting dark
     assert "RDMT: failures in 2 of 3" in caplog.text
 
 
@@ -218,12 +282,15 @@ def test_slack_one_post_with_the_failures(db, slack):
     path, body = slack.requests[0]
     assert path.endswith(SLACK_TOKEN)
     text = body["text"]
-    for name in db.names[1:]:
-        assert name in text
-        for metric, _ in _failing(db, name):
-            assert f"`{metric}`" in text
-    value = _detector_value(db, db.names[2], "detector_dark_current_percentile_99")
-    assert fmt_value(value) in text
+    lines = text.splitlines()
+    assert len([x for x in lines if x]) == 1 + 2  # the heading, then one line per failing file
+    note = build_notification(db, db.names)
+    for f in note.files:
+        line = next(x for x in lines if x.startswith(f"*{f.detector} dark*: "))
+        assert f"`{f.worst.metric}`" in line and f.worst.size in line
+        assert f"+{len(_pairs(db, f.filename)) - 1} more" in line
+        # Relative links are no URL for Slack: the file named, the path as code.
+        assert line.endswith(f" · {f.filename} · report: `reports/{f.filename}/report.html`")
 
 
 def test_slack_500_is_retried_and_the_rest_continues(db, failing_slack, tmp_path, caplog):
@@ -285,7 +352,7 @@ def test_sns_topic_delivers_to_subscribed_queue(db, aws):
     assert len(messages) == 1
     envelope = messages[0]
     assert envelope["Subject"].startswith("RDMT: failures in 2 of 3 reference files")
-    assert db.names[1] in envelope["Message"] and "amp_dark_current_mean" in envelope["Message"]
+    assert envelope["Message"] == build_notification(db, db.names).text
     assert envelope["MessageAttributes"]["rdmt_files_failed"]["Value"] == "2"
 
 
@@ -351,3 +418,18 @@ def test_notifications_from_env(monkeypatch):
     monkeypatch.delenv("RDMT_SLACK_WEBHOOK_URL")
     default = notifications_from_env()
     assert default.channels == ["log"] and default.slack_webhook_url is None
+
+
+def test_report_base_url_from_the_environment_makes_links_absolute(db, monkeypatch, tmp_path):
+    """``RDMT_REPORT_BASE_URL`` reaches the links of the notification through the resource."""
+    monkeypatch.setenv("RDMT_REPORT_BASE_URL", "https://rdmt.example.org/site/reports/")
+    monkeypatch.delenv("RDMT_NOTIFY_CHANNELS", raising=False)
+    config = notifications_from_env().process_config_and_initialize()
+    assert config.report_base_url == "https://rdmt.example.org/site/reports/"
+    report = config.notify(db, db.names, tmp_path)
+    assert report.sent == ["log"]
+    text = (tmp_path / "notifications.log").read_text()
+    for name in db.names[1:]:
+        assert f"\n  https://rdmt.example.org/site/reports/{name}/report.html\n" in text
+    monkeypatch.delenv("RDMT_REPORT_BASE_URL")
+    assert notifications_from_env().report_link(db.names[1]) == f"reports/{db.names[1]}/report.html"

@@ -69,10 +69,12 @@ def test_reports_and_notifications_materialise(tmp_path):
         hook.httpd.shutdown()
         hook.httpd.server_close()
 
-    reports = _metadata(second, "reference_file_reports")
-    assert reports["reports"].value == {n: f"{n}/report.html" for n in names[1:]}
-    assert reports["files_with_failures"].value == 1 and reports["errors"].value == {}
     site = home / "reports"
+    reports = {e.materialization.partition: e.materialization.metadata for e in second.get_asset_materialization_events()
+               if e.asset_key == dg.AssetKey("reference_file_reports")}
+    # Each file's materialisation links to its own report.
+    assert {n: m["report"].value for n, m in reports.items()} == {n: str(site / n / "report.html") for n in names[1:]}
+    assert reports[names[1]]["run_files_with_failures"].value == 1 and reports[names[1]]["run_errors"].value == {}
     for name in names:
         assert (site / name / "report.html").exists() and (site / name / "report.md").exists()
     index = (site / "index.md").read_text()
@@ -80,13 +82,16 @@ def test_reports_and_notifications_materialise(tmp_path):
 
     meta = _metadata(second, "reference_file_notifications")
     assert sorted(meta["channels_sent"].value) == ["log", "slack"] and meta["channels_failed"].value == {}
-    assert meta["files_with_failures"].value == 1
+    assert meta["run_files_with_failures"].value == 1
     assert len(hook.bodies) == 1
     text = hook.bodies[0]["text"]
-    failing = {r["metric"] for r in database.failed_evaluations([names[1]])}
-    assert "amp_dark_current_mean" in failing
-    for metric in failing:
-        assert f"`{metric}`" in text
+    rows = database.failed_evaluations([names[1]])
+    assert "amp_dark_current_mean" in {r["metric"] for r in rows}
+    # One line for the failing file: its worst failure (a detector-level change) and how many more pairs fail.
+    line = next(x for x in text.splitlines() if x.startswith("*WFI03 dark*: "))
+    pairs = {(r["metric"], r["evaluator"]) for r in rows}
+    assert "`detector_dark_current_" in line and " vs previous (tolerance 11 %)" in line
+    assert f"; +{len(pairs) - 1} more" in line and line.endswith(f"report: `reports/{names[1]}/report.html`")
     assert "failures in 1 of 2 reference files (WFI03)" in text and names[2] not in text
     log = (home / "notifications.log").read_text()
     assert log.count("===== ") == 1 and f"reports/{names[1]}/report.html" in log

@@ -2,7 +2,7 @@
 
 import hashlib
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import numpy as np
@@ -255,3 +255,24 @@ def test_a_row_without_a_checksum_takes_it_from_its_file(home, files):
     register_files([gone], database, replace=True)
     status = database.file_status(gone.name)
     assert (status["path"], status["checksum"]) == (str(gone), file_checksum(gone))
+
+
+def test_one_submit_is_one_delivery(home, files):
+    """The files of one ``rdmt submit`` share one delivery, ``submit:<UTC time>``, with trigger ``submit``."""
+    from rdmt_dagster.submission import submit_delivery
+
+    before = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+    names = submit([files / "roman_wfi_dark_0001.asdf", files / "roman_wfi_dark_0002.asdf"], home)
+    after = datetime.now(timezone.utc).replace(tzinfo=None)
+    database = RDMTConfig(home=str(home)).database()
+    rows = [database.file_status(name) for name in names]
+    deliveries = {(row["delivery"], row["delivered_by"]) for row in rows}
+    assert len(deliveries) == 1
+    delivery, trigger = deliveries.pop()
+    assert trigger == "submit" and re.fullmatch(r"submit:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", delivery)
+    assert before <= datetime.strptime(delivery, "submit:%Y-%m-%dT%H:%M:%SZ") <= after
+    submit([files / "roman_wfi_dark_0001.asdf"], home)  # the same content again: still its first delivery
+    assert database.file_status(names[0])["delivery"] == delivery
+    assert submit_delivery(datetime(2027, 3, 1, 12, 0, 5, 999)) == "submit:2027-03-01T12:00:05Z"
+    eastern = timezone(timedelta(hours=-5))
+    assert submit_delivery(datetime(2027, 3, 1, 7, 0, 5, tzinfo=eastern)) == "submit:2027-03-01T12:00:05Z"

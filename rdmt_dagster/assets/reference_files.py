@@ -18,9 +18,20 @@ import dagster as dg
 
 from ..parallel import process_map
 from ..resources import RDMTConfig
+from ..resources.notifications import NotificationsConfig
 from ..science.metrics import FileInfo, MetricSet
 from ..science.measure import MeasureRequest, measure_file, parameters_of, previous_among
 from ..science.monitor import evaluate, registry
+from .partitioned import add_partition_metadata, check_evaluations, check_outputs, run_verdict, tag_run
+from .reference_figures import (
+    evaluation_metadata,
+    evaluations_pass_check,
+    file_verdict,
+    files_readable_check,
+    metrics_metadata,
+    report_files,
+    run_failures_metadata,
+)
 
 GROUP = "reference_files"
 
@@ -30,7 +41,9 @@ reference_files = dg.AssetSpec(
     "reference_files",
     partitions_def=reference_file_partitions,
     group_name=GROUP,
-    description="WFI calibration reference files delivered to CRDS (one partition per file name).",
+    description="WFI calibration reference files delivered to CRDS (one partition per file name). Each version "
+                "of a file is recorded, when it is first measured, as a reported materialisation with its path, "
+                "type, detector, USEAFTER and SHA-256.",
     kinds={"asdf"},
 )
 
@@ -115,6 +128,8 @@ def _measure_all(rdmt: RDMTConfig, keys: list[str], log) -> dict[str, MetricSet]
     return {key: results[key] for key in keys}
 
 
+# -- assets -------------------------------------------------------------------------------------
+
 @dg.asset(
     partitions_def=reference_file_partitions,
     deps=[reference_files],
@@ -122,23 +137,66 @@ def _measure_all(rdmt: RDMTConfig, keys: list[str], log) -> dict[str, MetricSet]
     io_manager_key="metrics_io_manager",
     group_name=GROUP,
     kinds={"numpy", "parquet", "sql"},
-    description="Metrics of each reference file at detector, amp and super-pixel scale.",
+    description="Metrics of each reference file at detector, amp and super-pixel scale. Each file version "
+                "measured for the first time is recorded on reference_files (path, type, detector, USEAFTER, "
+                "SHA-256).",
 )
 def reference_file_metrics(context: dg.AssetExecutionContext, rdmt: RDMTConfig):
     keys = list(context.partition_keys)
     results = _measure_all(rdmt, keys, context.log)
+    rdmt.database().record_run(keys, context.run.run_id)
+    report_files(context.instance, reference_files.key, results, rdmt.database().registrations(keys))
+    add_partition_metadata(context, {key: metrics_metadata(result) for key, result in results.items()})
     monitors = Counter(r.info.monitor for r in results.values() if r.ok and not r.reused)
-    errors = {k: r.error for k, r in results.items() if not r.ok}
     return dg.Output(
         results,
         metadata={
-            "files": len(keys),
-            "measured": dict(monitors),
-            "reused_unchanged_monitor_version": sum(r.reused for r in results.values()),
-            "errors": dg.MetadataValue.json(errors),
-            "metric_values": sum(v.size for r in results.values() for m in r.metrics for _, v in m.values.items()),
+            "run_files": len(keys),
+            "run_measured": dg.MetadataValue.json(dict(monitors)),
+            "run_reused_unchanged_monitor_version": sum(r.reused for r in results.values()),
+            "run_errors": sum(not r.ok for r in results.values()),
         },
     )
+
+
+EVALUATIONS_PASS_DESCRIPTION = (
+    "Every evaluation of the reference file passed: each metric, at detector, amp and super-pixel scale, against "
+    "the mission and SOC limits, the change from the previous file of the same type and detector (by USEAFTER) "
+    "and the trend of the earlier files. A verdict that could not be given (no previous file, too little "
+    "history) is neither a pass nor a failure: it is counted as not evaluated. One result per file; a failure lists each failing metric with its value, "
+    "limit and the report.")
+FILES_READABLE_DESCRIPTION = (
+    "The reference file could be read as its Roman data model, and its metrics measured and stored; "
+    "a failure gives the error. One result per file.")
+
+
+def _evaluate_all(metrics: dict[str, MetricSet], rdmt: RDMTConfig):
+    """Evaluate every file, oldest first; key -> (metric set, evaluation set or None), and standards by monitor."""
+    database, standards, history = rdmt.database(), rdmt.standards(), rdmt.database().history()
+    outputs, by_monitor = {}, {}
+    # Oldest first, so that a batch holding several files of one detector
+    # compares each with its predecessor.
+    for key, metric_set in sorted(metrics.items(), key=lambda kv: kv[1].info.order_key):
+        if not metric_set.ok:
+            outputs[key] = (metric_set, None)
+            continue
+        monitor = metric_set.info.monitor
+        if monitor not in by_monitor:
+            by_monitor[monitor] = standards.for_monitor(monitor)
+            database.write_standards(by_monitor[monitor])
+        outputs[key] = (metric_set, evaluate(metric_set, by_monitor[monitor], history))
+    return outputs, by_monitor
+
+
+def _stored_errors(rdmt: RDMTConfig, keys) -> dict[str, str]:
+    """Files recorded as errors once the run's results were stored (unreadable, or storage failed)."""
+    database = rdmt.database()
+    out = {}
+    for key in keys:
+        status = database.file_status(key)
+        if status is None or status["status"] == "error":
+            out[key] = (status or {}).get("error") or "not recorded in the RDMT database"
+    return out
 
 
 @dg.asset(
@@ -147,57 +205,36 @@ def reference_file_metrics(context: dg.AssetExecutionContext, rdmt: RDMTConfig):
     io_manager_key="evaluations_io_manager",
     group_name=GROUP,
     kinds={"parquet", "sql", "ecsv"},
-    description="Every metric value against the mission, SOC, change and trend standards.",
+    description="Every metric value against the mission, SOC, change and trend standards. Each file's "
+                "materialisation gives its failed evaluations, the failing metrics (value, limit) and its report.",
     check_specs=[
-        dg.AssetCheckSpec(EVALUATIONS_PASS, asset="reference_file_evaluations",
-                          description="Every evaluation of the run's reference files passed."),
-        dg.AssetCheckSpec(FILES_READABLE, asset="reference_file_evaluations",
-                          description="Every reference file of the run could be read and measured."),
+        dg.AssetCheckSpec(EVALUATIONS_PASS, asset="reference_file_evaluations", partitions_def=reference_file_partitions,
+                          description=EVALUATIONS_PASS_DESCRIPTION),
+        dg.AssetCheckSpec(FILES_READABLE, asset="reference_file_evaluations", partitions_def=reference_file_partitions,
+                          description=FILES_READABLE_DESCRIPTION),
     ],
 )
-def reference_file_evaluations(context: dg.AssetExecutionContext, rdmt: RDMTConfig, reference_file_metrics):
-    database = rdmt.database()
-    standards = rdmt.standards()
-    history = database.history()
-    outputs, failing, severities, by_monitor = {}, [], set(), {}
-    # Oldest first, so that a batch holding several files of one detector
-    # compares each with its predecessor.
-    for key, metric_set in sorted(reference_file_metrics.items(), key=lambda kv: kv[1].info.order_key):
-        if not metric_set.ok:
-            outputs[key] = (metric_set, None)
-            continue
-        monitor = metric_set.info.monitor
-        if monitor not in by_monitor:
-            by_monitor[monitor] = standards.for_monitor(monitor)
-            database.write_standards(by_monitor[monitor])
-        monitor_standards = by_monitor[monitor]
-        result = evaluate(metric_set, monitor_standards, history)
-        outputs[key] = (metric_set, result)
-        for ev in result.failures:
-            severities.add(monitor_standards.check_severity)
-            failing.append({
-                "file": key, "detector": metric_set.info.detector, "metric": f"{ev.scale}_{ev.metric}",
-                "evaluator": ev.evaluator, "failed_regions": ev.n_failed,
-            })
-    errors = {k: ms.error for k, (ms, _) in outputs.items() if not ms.ok}
-    yield dg.Output(
-        outputs,
-        metadata={
-            "files": len(outputs),
-            "failed_evaluations": sum(r.n_failed for _, r in outputs.values() if r is not None),
-            "files_with_failures": len({f["file"] for f in failing}),
-        },
-    )
-    severity = dg.AssetCheckSeverity.ERROR if "ERROR" in severities else dg.AssetCheckSeverity.WARN
-    yield dg.AssetCheckResult(
-        check_name=EVALUATIONS_PASS,
-        passed=not failing,
-        severity=severity,
-        metadata={"failing": dg.MetadataValue.json(failing[:200]), "n_failing_metrics": len(failing)},
-    )
-    yield dg.AssetCheckResult(
-        check_name=FILES_READABLE,
-        passed=not errors,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"errors": dg.MetadataValue.json(errors)},
-    )
+def reference_file_evaluations(context: dg.AssetExecutionContext, rdmt: RDMTConfig,
+                               notifications: NotificationsConfig, reference_file_metrics):
+    outputs, by_monitor = _evaluate_all(reference_file_metrics, rdmt)
+    home = rdmt.home_path
+    verdicts = {key: file_verdict(key, ms, result, by_monitor.get(ms.info.monitor), notifications.report_link(key))
+                for key, (ms, result) in outputs.items()}
+    add_partition_metadata(context, {key: evaluation_metadata(v, home) for key, v in verdicts.items()})
+    failing = [v for v in verdicts.values() if v.n_failed]
+    for v in failing:
+        context.log.warning(v.headline)
+    yield dg.Output(outputs)
+
+    asset_key = context.assets_def.key
+    evaluated = [v for v in verdicts.values() if not v.error]
+    passing = [evaluations_pass_check(v, home) for v in evaluated]
+    yield from check_evaluations(context, asset_key, EVALUATIONS_PASS, passing,
+                                 run_verdict(passing, "files", run_failures_metadata(evaluated)))
+    errors = _stored_errors(rdmt, verdicts)
+    readable = [files_readable_check(key, errors.get(key)) for key in verdicts]
+    yield from check_evaluations(context, asset_key, FILES_READABLE, readable,
+                                 run_verdict(readable, "files", {"errors": dg.MetadataValue.json(errors)}))
+    yield from check_outputs(context)
+    tag_run(context, sum(v.n_failed for v in verdicts.values()), [v.key for v in failing], sorted(errors),
+            failing[0].lines[0].summary if failing else "")

@@ -1,8 +1,16 @@
-"""The failure summary of one delivery: one message for all of its files.
+"""The failure summary of one delivery: one message for all of its files, short enough for a phone.
 
-Only failures are reported: failed evaluations (file, detector, metric,
-scale, how many regions, the worst value and its standard) and files that
-could not be monitored at all. A delivery without failures gives no message.
+One line per failing file: its detector and type, its worst failure with its
+size (``detector_dark_current_mean = 0.00868 DN / s: +19 % vs previous
+(tolerance 11 %)``, `rdmt_dagster.reports.formatting.worst_group`) and how
+many more metric/evaluator pairs fail (``+12 more``), then the link to its
+report, where the full detail is. Evaluators that could not run on the file
+are named ("trend not evaluated"): they are neither passes nor failures. A
+file that could not be monitored says so with its error. A delivery without
+failures gives no message.
+
+The size of a failure is worded by the function the report and the demo's
+summary use (`FailureGroup.phrase`), so all three quote the same numbers.
 """
 
 from __future__ import annotations
@@ -14,10 +22,16 @@ from datetime import datetime
 
 from ..reports import queries as q
 from ..reports.escape import plain_text, slack_text, sns_subject
-from ..reports.formatting import FailureGroup, change_reference_file, group_failures, scrub
+from ..reports.formatting import (
+    FailureGroup,
+    change_reference_file,
+    group_failures,
+    scrub,
+    summarise_verdicts,
+    worst_group,
+)
 from ..reports.site import report_relative_path
 
-MAX_GROUPS_PER_FILE = 30
 MAX_TEXT = 35_000  # Slack accepts 40k characters of text; SNS 256 KB; keep one size for all
 # A link Slack can show as ``<url|text>``: no whitespace and none of the characters that end it.
 _SLACK_URL = re.compile(r"https?://[^\s<>|]+")
@@ -36,6 +50,12 @@ class FileFailures:
     groups: tuple[FailureGroup, ...] = ()
     error: str | None = None
     report: str | None = None
+    not_evaluated: str = ""  # "trend not evaluated": evaluators that could not run on the file
+
+    @property
+    def worst(self) -> FailureGroup | None:
+        """The failure the message quotes (`worst_group`)."""
+        return worst_group(self.groups)
 
 
 @dataclass(frozen=True)
@@ -94,16 +114,52 @@ def collect_failures(database, filenames, report_link=default_report_link) -> li
                 continue
             rows = q.failures(conn, record.id, run.standards_hash)
             block = q.standards_block(conn, run.standards_hash, record.monitor)
-            groups = group_failures(rows, _block_params(block), change_reference_file(run.compared_with))
+            groups = group_failures(rows, _block_params(block), change_reference_file(run.compared_with),
+                                    q.trend_lookup(conn, run.compared_with))
+            verdicts = summarise_verdicts(q.verdict_counts(conn, record.id, run.standards_hash))
             out.append(FileFailures(name, record.detector, record.monitor, record.useafter, run.n_failed,
-                                    run.n_evaluations, tuple(groups), None, link))
+                                    run.n_evaluations, tuple(groups), None, link, verdicts.not_evaluated_text()))
     return out
 
 
-def _detail(g: FailureGroup) -> str:
-    if g.scale == "detector":
-        return f"value {g.value_text}; standard {g.standard}"
-    return f"{g.where}; {g.value_text}; standard {g.standard}"
+def _more(f: FileFailures) -> str:
+    more = len(f.groups) - 1
+    return f"; +{more} more" if more > 0 else ""
+
+
+def file_line(f: FileFailures) -> str:
+    """The plain-text line of one file: ``WFI07 dark: <worst failure>; +12 more (trend not evaluated)``."""
+    who = f"{f.detector or '?'} {f.monitor or '?'}"
+    if f.error:
+        return plain_text(f"{who}: could not be monitored: {f.error}")
+    worst = f.worst
+    what = worst.phrase if worst is not None else f"{f.n_failed} failed evaluations"
+    tail = f" ({f.not_evaluated})" if f.not_evaluated else ""
+    return plain_text(f"{who}: {what}{_more(f)}{tail}")
+
+
+def _slack_line(f: FileFailures) -> str:
+    """The Slack line of one file, with the link to its report at the end (named after the file)."""
+    who = slack_text(f"{f.detector or '?'} {f.monitor or '?'}")
+    link = _slack_link(f.report)
+    name = f"<{link}|{slack_text(f.filename)}>" if link else slack_text(f.filename)
+    if f.error:
+        line = f"*{who}*: could not be monitored: {slack_text(f.error)}"
+    elif f.worst is not None:
+        metric, rest = f.worst.metric, f.worst.phrase[len(f.worst.metric):]
+        tail = f" ({f.not_evaluated})" if f.not_evaluated else ""
+        line = f"*{who}*: {_slack_code(metric)}{slack_text(rest + _more(f) + tail)}"
+    else:
+        line = f"*{who}*: {f.n_failed} failed evaluations"
+    line += f" · {name}"
+    if f.report and not link:
+        line += f" · report: {_slack_code(f.report)}"
+    return line
+
+
+def _slack_code(text) -> str:
+    """Untrusted text as a Slack code span: escaped, and no backtick left to end the span early."""
+    return f"`{slack_text(text).replace('`', 'ˋ')}`"
 
 
 def _truncate(text: str) -> str:
@@ -144,34 +200,9 @@ def build_notification(database, filenames, report_link=default_report_link) -> 
         head += f", {n_errors} file{'s' if n_errors != 1 else ''} could not be monitored"
     text, slack = [head, ""], [f"*{slack_text(head)}*", ""]
     for f in files:
-        when = f"USEAFTER {f.useafter:%Y-%m-%d}" if f.useafter else "no USEAFTER"
-        about = f"{f.detector or '?'}, {f.monitor or '?'}, {when}"
-        title = plain_text(f"{f.filename} ({about})")
-        link = f.report
-        if _slack_link(link):
-            slack_title = f"*<{link}|{slack_text(f.filename)}>* ({slack_text(about)})"
-        else:
-            slack_title = f"*{slack_text(title)}*"
-        if f.error:
-            text += [f"{title}: COULD NOT BE MONITORED: {plain_text(f.error)}"]
-            slack += [f"{slack_title}: could not be monitored: {slack_text(f.error)}"]
-        else:
-            text += [f"{title}: {f.n_failed} of {f.n_evaluations} evaluations failed"]
-            slack += [f"{slack_title}: {f.n_failed} of {f.n_evaluations} evaluations failed"]
-            for g in f.groups[:MAX_GROUPS_PER_FILE]:
-                what = f"{g.metric} ({g.scale}) [{g.evaluator}]"
-                text.append(f"  - {plain_text(what)}: {plain_text(_detail(g))}")
-                slack.append(f"• `{slack_text(g.metric)}` {slack_text(f'({g.scale}) [{g.evaluator}]')}: "
-                             f"{slack_text(_detail(g))}")
-            if len(f.groups) > MAX_GROUPS_PER_FILE:
-                more = len(f.groups) - MAX_GROUPS_PER_FILE
-                text.append(f"  - ... and {more} more metric/evaluator pairs in the report")
-                slack.append(f"• ... and {more} more in the report")
-        if link:
-            text.append(f"  report: {link}")
-            if not _slack_link(link):
-                slack.append(f"report: `{slack_text(link)}`")
-        text.append("")
-        slack.append("")
+        # One line per file, the link on the next: a phone shows both without scrolling sideways.
+        text.append(file_line(f))
+        text.append(f"  {plain_text(f.report)}" if f.report else f"  {plain_text(f.filename)}")
+        slack.append(_slack_line(f))
     return Notification(subject, _truncate("\n".join(text).rstrip() + "\n"), _truncate("\n".join(slack).rstrip()),
                         tuple(files), len(filenames))

@@ -34,8 +34,8 @@ from . import queries as q
 from .document import BulletList, Cell, Document, Heading, Image, Paragraph, Table, to_html, to_markdown
 from .escape import plain_text
 from .formatting import (
-    Failure,
     FailureGroup,
+    absolute_limits,
     evaluator_kind,
     fmt_value,
     group_failures,
@@ -217,6 +217,11 @@ class FileResult:
         return sum(m.n_evaluations or 0 for m in self.measurements if m.status == "ok")
 
     @property
+    def n_not_evaluated(self) -> int:
+        """Verdicts that could not be given (too little history, no previous image): neither pass nor fail."""
+        return sum(m.n_not_evaluated or 0 for m in self.measurements if m.status == "ok")
+
+    @property
     def failing_monitors(self) -> list[str]:
         return _monitor_sorted({r.monitor for r in self.rows})
 
@@ -345,6 +350,10 @@ class RefUse:
             return f"in RDMT, not evaluated yet ({s.status})"
         if s.n_failed > 0:
             return f"FAILED its own checks ({s.n_failed} failed evaluation{'s' if s.n_failed != 1 else ''})"
+        skipped = s.n_not_evaluated or 0
+        if skipped:
+            return (f"passed its own checks ({(s.n_evaluations or 0) - skipped} evaluations passed, "
+                    f"{skipped} not evaluated)")
         return f"passed its own checks ({s.n_evaluations} evaluations)"
 
 
@@ -404,19 +413,6 @@ def _legend_label(text: str, limit: int = 24) -> str:
     if len(label) > limit:
         label = label[:limit - 1] + "…"
     return " " + label if label.startswith("_") else label  # matplotlib hides labels starting with "_"
-
-
-def absolute_limits(params_for, base: str) -> list[tuple[str, str, float]]:
-    """(evaluator, "min"/"max", value) of the absolute standards of a detector-scale metric."""
-    out = []
-    for evaluator in ("mission", "soc"):
-        params = params_for(base, "detector", evaluator)
-        if evaluator_kind(evaluator, params) != "absolute":
-            continue
-        for side in ("min", "max"):
-            if isinstance(params.get(side), (int, float)) and not isinstance(params.get(side), bool):
-                out.append((evaluator, side, float(params[side])))
-    return out
 
 
 def trend_figure(path: Path, title: str, unit: str, series: dict[str, list[lq.TrendPoint]],
@@ -611,7 +607,10 @@ def _day_document(data: _DayData, ext: str, images: dict[str, str], changes: lis
     if not results:
         doc.add(Paragraph(["No measured images on this day."], kind="note"))
     elif not failing:
-        doc.add(Paragraph([f"All {len(results)} measured images passed every evaluation."], kind="ok"))
+        skipped = sum(r.n_not_evaluated for r in results)
+        tail = (f" {skipped} verdicts could not be given (no previous image or too little history) and are "
+                f"not counted as passes." if skipped else "")
+        doc.add(Paragraph([f"No measured image failed an evaluation ({len(results)} images).{tail}"], kind="ok"))
     else:
         rows = [(r, mf) for r in failing for mf in r.metric_failures]
         doc.add(Paragraph([f"{len(failing)} of {len(results)} images failed {n_failed} evaluations "
@@ -758,11 +757,18 @@ def write_l2_day_pages(database, days, site, *, trend_days: int = 14) -> dict[st
 # -- reprocessing changes ----------------------------------------------------------------
 
 def _verdict_text(n_failed: int, n: int, scale: str) -> str:
+    """``pass``, ``FAIL (3 of 32 amps)``, or ``not evaluated`` when no region was evaluated (never a pass)."""
+    if n == 0:
+        return "not evaluated"
     if n_failed == 0:
         return "pass"
     if scale == "detector" or n <= 1:
         return "FAIL"
     return f"FAIL ({n_failed} of {n} {'amps' if scale == 'amp' else scale + 's'})"
+
+
+def _verdict_cell(text: str) -> Cell:
+    return Cell(text, fail=text.startswith("FAIL"), muted=text == "not evaluated")
 
 
 def _relative(before, after) -> float:
@@ -827,11 +833,13 @@ def write_l2_changes(database, file_ids, site) -> Path | None:
         for key in sorted(set(old_v) | set(new_v)):
             monitor, metric, evaluator = key
             before, after = old_v.get(key), new_v.get(key)
-            if before is None or after is None or before[0] == after[0]:
+            if before is None or after is None:
                 continue
             scale = split_metric(metric)[0]
-            verdict_rows.append((label, monitor, metric, evaluator, _verdict_text(*before, scale),
-                                 _verdict_text(*after, scale), after[0] - before[0]))
+            text_before, text_after = _verdict_text(*before, scale), _verdict_text(*after, scale)
+            if text_before == text_after:
+                continue
+            verdict_rows.append((label, monitor, metric, evaluator, text_before, text_after, after[0] - before[0]))
         old_m, new_m = values.get(p.id, {}), values.get(r.id, {})
         for key in sorted(set(old_m) | set(new_m)):
             before, unit_b = old_m.get(key, (None, ""))
@@ -867,8 +875,7 @@ def write_l2_changes(database, file_ids, site) -> Path | None:
         doc.add(Heading(2, "Verdicts that changed", "verdicts"))
         if verdict_rows:
             doc.add(Table(["Image", "Detector", "Reprocess", "Monitor", "Metric", "Evaluator", "Before", "After"],
-                          [who(lbl) + [m, Cell(metric, code=True), ev, Cell(b, fail=b != "pass"),
-                                       Cell(a, fail=a != "pass")]
+                          [who(lbl) + [m, Cell(metric, code=True), ev, _verdict_cell(b), _verdict_cell(a)]
                            for lbl, m, metric, ev, b, a, _ in verdict_rows],
                           caption="Newly failing first."))
         else:

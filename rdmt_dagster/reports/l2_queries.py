@@ -112,6 +112,7 @@ class MeasurementRecord:
     n_failed: int | None
     compared_with: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    n_not_evaluated: int | None = None  # verdicts that could not be given (counted in n_evaluations)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class ReferenceStatus:
     n_failed: int | None
     n_evaluations: int | None
     evaluated_at: datetime | None
+    n_not_evaluated: int | None = None
 
     @property
     def failed(self) -> bool:
@@ -229,7 +231,8 @@ def measurements(conn, file_ids) -> dict[int, list[MeasurementRecord]]:
         for r in conn.execute(query):
             out[r.file_id].append(MeasurementRecord(
                 r.file_id, r.monitor, r.status, r.error, r.monitor_version or "", r.standards_hash,
-                r.n_evaluations, r.n_failed, json_list(r.compared_with), json_list(r.notes)))
+                r.n_evaluations, r.n_failed, json_list(r.compared_with), json_list(r.notes),
+                r.n_not_evaluated))
     return out
 
 
@@ -277,12 +280,15 @@ def detector_values(conn, file_ids) -> dict[int, dict[tuple[str, str], tuple[flo
 
 
 def verdicts(conn, file_ids) -> dict[int, dict[tuple[str, str, str], tuple[int, int]]]:
-    """file id -> {(monitor, metric, evaluator): (failed regions, evaluated regions)} of its latest evaluations."""
+    """file id -> {(monitor, metric, evaluator): (failed regions, evaluated regions)} of its latest evaluations.
+
+    A region not evaluated (``passed`` NULL) counts in neither.
+    """
     e = l2_evaluation
     failed = sa.func.sum(sa.case((e.c.passed.is_(False), 1), else_=0))
     out: dict[int, dict] = {int(i): {} for i in file_ids}
     for chunk in _chunks(list(out)):
-        query = (sa.select(e.c.file_id, e.c.monitor, e.c.metric, e.c.evaluator, failed, sa.func.count())
+        query = (sa.select(e.c.file_id, e.c.monitor, e.c.metric, e.c.evaluator, failed, sa.func.count(e.c.passed))
                  .select_from(_latest_evaluations())
                  .where(e.c.file_id.in_(chunk))
                  .group_by(e.c.file_id, e.c.monitor, e.c.metric, e.c.evaluator))
@@ -359,7 +365,7 @@ def reference_status(conn, filenames) -> dict[str, ReferenceStatus]:
                   .where(r.c.file_id.in_(sa.select(f.c.id).where(f.c.filename.in_(chunk))))
                   .group_by(r.c.file_id).subquery())
         query = (sa.select(f.c.filename, f.c.reftype, f.c.detector, f.c.monitor, f.c.status, f.c.error,
-                           r.c.n_failed, r.c.n_evaluations, latest.c.evaluated_at)
+                           r.c.n_failed, r.c.n_evaluations, latest.c.evaluated_at, r.c.n_not_evaluated)
                  .select_from(f)
                  .outerjoin(latest, latest.c.file_id == f.c.id)
                  .outerjoin(r, (r.c.file_id == f.c.id) & (r.c.evaluated_at == latest.c.evaluated_at))

@@ -11,12 +11,17 @@ To stay fast on a database holding thousands of files, a report reads:
 * the detector-level evaluations of its file and only the *failed* ones at
   amp and super-pixel scale (the passes are implied),
 * the detector-level values of earlier files of the same monitor and
-  detector (the trend plots).
+  detector (the trend plots),
+* the number of evaluations per evaluator and verdict (one grouped count).
+
+``evaluation.passed`` may be NULL: an evaluator that could not run ("not
+evaluated"); every query here keeps it apart from a pass and from a failure.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,7 +29,7 @@ import sqlalchemy as sa
 import yaml
 
 from ..storage import tables as t
-from .formatting import Failure
+from .formatting import Failure, TrendStats, trend_reference_files, trend_stats
 
 DETECTOR_PREFIX = "detector_"
 
@@ -66,7 +71,7 @@ class EvaluationRow:
     threshold: float | None
     lower: float | None
     reference: float | None
-    passed: bool
+    passed: bool | None  # None: not evaluated
 
 
 def _file(row) -> FileRecord:
@@ -121,8 +126,44 @@ def report_evaluations(conn, file_id: int, standards_hash: str) -> list[Evaluati
         & (e.c.standards_hash == standards_hash)
         & (e.c.metric.startswith(DETECTOR_PREFIX, autoescape=True) | e.c.passed.is_(False))
     )
-    return [EvaluationRow(r.metric, r.region, r.evaluator, r.threshold, r.lower, r.reference, bool(r.passed))
+    return [EvaluationRow(r.metric, r.region, r.evaluator, r.threshold, r.lower, r.reference,
+                          None if r.passed is None else bool(r.passed))
             for r in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class VerdictCount:
+    """How many evaluations of one evaluator have one stored verdict (``passed`` None: not evaluated)."""
+
+    evaluator: str
+    passed: bool | None
+    count: int
+
+
+def verdict_counts(conn, file_id: int, standards_hash: str) -> list[VerdictCount]:
+    """Evaluations of a file under one standards hash, counted by evaluator and ``passed``."""
+    e = t.evaluation
+    query = (
+        sa.select(e.c.evaluator, e.c.passed, sa.func.count().label("n"))
+        .where((e.c.file_id == file_id) & (e.c.standards_hash == standards_hash))
+        .group_by(e.c.evaluator, e.c.passed)
+    )
+    return [VerdictCount(r.evaluator, None if r.passed is None else bool(r.passed), int(r.n))
+            for r in conn.execute(query)]
+
+
+def region_values(conn, filenames, metric: str, region: int) -> dict[str, float | None]:
+    """filename -> the value of one metric in one region, for the given files (those measured)."""
+    names = list(dict.fromkeys(filenames))
+    if not names:
+        return {}
+    f, m = t.reference_file, t.metric_value
+    query = (
+        sa.select(f.c.filename, m.c.value)
+        .join(m, m.c.file_id == f.c.id)
+        .where(f.c.filename.in_(names) & (m.c.metric == metric) & (m.c.region == region))
+    )
+    return {r.filename: r.value for r in conn.execute(query)}
 
 
 def failures(conn, file_id: int, standards_hash: str) -> list[Failure]:
@@ -197,19 +238,36 @@ class IndexRow:
     evaluated_at: datetime | None
     n_failed: int | None
     n_evaluations: int | None
+    id: int | None = None
+    standards_hash: str | None = None
+    delivery: str | None = None  # when the database records deliveries
+    n_not_evaluated: int | None = None  # when the evaluation run counts them
+
+
+def _optional_column(table: sa.Table, name: str):
+    """A column that a newer schema adds, or None on a schema without it."""
+    return table.c[name] if name in table.c else None
 
 
 def index_rows(conn) -> list[IndexRow]:
-    """Every measured (or failed-to-measure) file with its latest evaluation run, newest USEAFTER first."""
+    """Every measured (or failed-to-measure) file with its latest evaluation run, newest USEAFTER first.
+
+    ``reference_file.delivery`` and ``evaluation_run.n_not_evaluated`` are
+    read when the schema has them (None otherwise).
+    """
     f, r = t.reference_file, t.evaluation_run
     latest = (
         sa.select(r.c.file_id, sa.func.max(r.c.evaluated_at).label("evaluated_at"))
         .group_by(r.c.file_id)
         .subquery()
     )
+    delivery = _optional_column(f, "delivery")
+    not_evaluated = _optional_column(r, "n_not_evaluated")
     query = (
         sa.select(f.c.filename, f.c.monitor, f.c.detector, f.c.useafter, f.c.status, latest.c.evaluated_at,
-                  r.c.n_failed, r.c.n_evaluations)
+                  r.c.n_failed, r.c.n_evaluations, f.c.id, r.c.standards_hash,
+                  (delivery if delivery is not None else sa.null()).label("delivery"),
+                  (not_evaluated if not_evaluated is not None else sa.null()).label("n_not_evaluated"))
         .select_from(f)
         .outerjoin(latest, latest.c.file_id == f.c.id)
         .outerjoin(r, (r.c.file_id == f.c.id) & (r.c.evaluated_at == latest.c.evaluated_at))
@@ -217,8 +275,34 @@ def index_rows(conn) -> list[IndexRow]:
     )
     out: dict[str, IndexRow] = {}
     for row in conn.execute(query):
-        out.setdefault(row.filename, IndexRow(*row))
+        values = dict(row._mapping)
+        if values["delivery"] is not None:
+            values["delivery"] = str(values["delivery"])
+        out.setdefault(row.filename, IndexRow(**values))
     return sort_newest_first(out.values())
+
+
+def failed_metrics(conn, rows, chunk: int = 500) -> dict[int, list[tuple[str, str]]]:
+    """file id -> distinct (metric, evaluator) failing under its latest run, for the rows that failed.
+
+    Only files with failures are read (by primary-key prefix), so the index
+    stays cheap however many files pass.
+    """
+    wanted = {r.id: r.standards_hash for r in rows if r.id is not None and (r.n_failed or 0) > 0}
+    e = t.evaluation
+    out: dict[int, set[tuple[str, str]]] = {}
+    ids = list(wanted)
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        query = (
+            sa.select(e.c.file_id, e.c.standards_hash, e.c.metric, e.c.evaluator)
+            .where(e.c.file_id.in_(part) & e.c.passed.is_(False))
+            .distinct()
+        )
+        for r in conn.execute(query):
+            if wanted.get(r.file_id) == r.standards_hash:
+                out.setdefault(r.file_id, set()).add((r.metric, r.evaluator))
+    return {k: sorted(v) for k, v in out.items()}
 
 
 def sort_newest_first(rows) -> list[IndexRow]:
@@ -228,3 +312,26 @@ def sort_newest_first(rows) -> list[IndexRow]:
     rows.sort(key=lambda x: x.evaluated_at or datetime.min, reverse=True)
     rows.sort(key=lambda x: (x.useafter is not None, x.useafter or datetime.min), reverse=True)
     return rows
+
+
+def trend_lookup(conn, compared_with: list[str]):
+    """``trend_for(failure, params)`` for `rdmt_dagster.reports.formatting.group_failures`.
+
+    Rebuilds the trend evaluator's median and sigma of a failing region from
+    the values of the earlier files its run names (one query per failing
+    metric and evaluator, for the worst region only). None when the rebuilt
+    median differs from the stored one: those files changed since, and a
+    sigma from them would tell the wrong size.
+    """
+    files = trend_reference_files(compared_with)
+
+    def trend_for(failure: Failure, params: dict) -> TrendStats | None:
+        if not files or failure.reference is None:
+            return None
+        values = region_values(conn, files, failure.metric, failure.region)
+        stats = trend_stats([values.get(name) for name in files], params)
+        if stats is None or not math.isclose(stats.median, failure.reference, rel_tol=1e-9, abs_tol=1e-300):
+            return None
+        return stats
+
+    return trend_for

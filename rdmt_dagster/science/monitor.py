@@ -165,11 +165,23 @@ class EvaluationSet:
 
     @property
     def failures(self) -> list[Evaluation]:
+        """The evaluations with at least one failed region."""
         return [e for e in self.evaluations if e.n_failed]
 
     @property
     def n_failed(self) -> int:
+        """Failed verdicts (regions times evaluators); not-evaluated ones are not failures."""
         return sum(e.n_failed for e in self.evaluations)
+
+    @property
+    def n_not_evaluated(self) -> int:
+        """Verdicts an evaluator could not give (no previous file, too little history)."""
+        return sum(e.n_not_evaluated for e in self.evaluations)
+
+    @property
+    def n_evaluations(self) -> int:
+        """Every verdict, whatever its state: passed + failed + not evaluated."""
+        return sum(e.passed.size for e in self.evaluations)
 
 
 def evaluate(metric_set: MetricSet, standards: MonitorStandards, history: History | None = None) -> EvaluationSet:

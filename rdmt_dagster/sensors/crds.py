@@ -69,6 +69,7 @@ from urllib.parse import urlsplit, urlunsplit
 import dagster as dg
 
 from ..resources import RDMTConfig
+from ..storage.tables import CRDS
 from .handoff import REFERENCE_FILE_JOB, env_float, env_int, hand_off, sensor_interval
 
 OBSERVATORY = "roman"
@@ -569,13 +570,15 @@ def _process_target(context: dg.SensorEvaluationContext, client: CRDSClient, cur
     fetched, given_up = _fetch_pending(context.log, client, cursor, tick)
     # Register last, just before handing off, so that no other sensor sees a
     # registered file long before its partition exists.
+    # The delivery is the CRDS context that brought the files (recorded once per content).
+    delivery = cursor.target if len(cursor.target) <= 64 else None
     for name, path in fetched.items():
-        database.register(name, str(path))
+        database.register(name, str(path), delivery=delivery, trigger=CRDS)
     # A file registered from elsewhere keeps its path: it can still be read there.
     known = database.paths(given_up) if given_up else {}
     for name in given_up:
         if name not in known:
-            database.register(name, str(_unfetchable_path(crds_path, name)))
+            database.register(name, str(_unfetchable_path(crds_path, name)), delivery=delivery, trigger=CRDS)
     done = [*fetched, *given_up]
     cursor.pending = [name for name in cursor.pending if name not in done]
     for name in done:

@@ -35,7 +35,8 @@ import dagster as dg
 
 from ..resources import RDMTConfig
 from ..storage.database import REGISTERED, REPLACED, ContentChangedError
-from ..submission import file_checksum
+from ..storage.tables import DROP_FOLDER
+from ..submission import file_checksum, submit_delivery
 from .handoff import REFERENCE_FILE_JOB, hand_off, sensor_interval
 
 SUFFIX = ".asdf"
@@ -117,10 +118,11 @@ def _sort(context, folder: Path, entries: dict, known: dict, cursor: tuple) -> _
 def _take(context, database, folder: Path, entries: dict, tick: _Tick) -> list[str]:
     """Register the new stable files; return their names."""
     taken = []
+    delivery = submit_delivery(trigger=DROP_FOLDER)  # the files a tick takes are one delivery
     for name in tick.new:
         path = folder / name
         try:
-            database.register(name, str(path), file_checksum(path))
+            database.register(name, str(path), file_checksum(path), delivery=delivery, trigger=DROP_FOLDER)
         except OSError:  # vanished since the listing: it leaves the cursor with it
             continue
         except ContentChangedError as exc:  # registered from elsewhere since the listing

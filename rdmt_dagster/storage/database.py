@@ -16,6 +16,14 @@ refused (`ContentChangedError`) unless it is registered as a new version,
 which deletes the earlier metrics and evaluations: a file name is its
 partition key and keys every output (Parquet, ECSV, reports), so one name
 has one set of results.
+
+Delivery: each file row records the delivery its content came in
+(``delivery``, e.g. the CRDS context or ``submit:<UTC time>``), the trigger
+(``delivered_by``: `CRDS`, `SUBMIT`, `DROP_FOLDER`) and the Dagster run that
+measured it (``run_id``, `Database.record_run`).
+
+Verdicts an evaluator could not give (not evaluated) are stored as NULL in
+``evaluation.passed``: neither a pass nor a failure.
 """
 
 from __future__ import annotations
@@ -39,10 +47,11 @@ from ..science.standards import MonitorStandards
 from . import tables as t
 from .files import evaluation_columns
 
+
 INSERT_CHUNK = 20_000
 IN_CHUNK = 500  # names per IN (...) list
 RETRYABLE = ("deadlock", "could not serialize", "database is locked", "lock wait timeout")
-HEAD_REVISION = "0004"  # the newest file in migrations/versions; a test checks they agree
+HEAD_REVISION = "0005"  # the newest file in migrations/versions; a test checks they agree
 UPGRADE_ATTEMPTS = 5
 
 REGISTERED = "registered"  # waiting for its run (requested by its registrar or registered_files_sensor)
@@ -79,12 +88,24 @@ def _nullable(values: np.ndarray) -> list:
     return [v if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
+def _delivery_values(delivery: str | None, trigger: str | None) -> dict:
+    """The ``reference_file`` columns of a delivery, checked against their sizes."""
+    if delivery is not None and len(delivery) > 64:
+        raise ValueError(f"delivery {delivery!r} is longer than 64 characters")
+    if trigger is not None and len(trigger) > 32:
+        raise ValueError(f"trigger {trigger!r} is longer than 32 characters")
+    return {"delivery": delivery, "delivered_by": trigger}
+
+
 def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
 def failed_evaluations_query(filenames=None, standards_hash: str | None = None) -> sa.Select:
-    """Failed evaluations (of ``filenames``, under ``standards_hash``) with their metric values."""
+    """Failed evaluations (of ``filenames``, under ``standards_hash``) with their metric values.
+
+    ``passed IS false`` leaves out the verdicts not given (NULL).
+    """
     e, m, f = t.evaluation, t.metric_value, t.reference_file
     query = (
         sa.select(f.c.filename, f.c.detector, e.c.metric, e.c.region, m.c.scale, m.c.value, m.c.unit,
@@ -174,7 +195,7 @@ class Database:
 
     # -- reference files ------------------------------------------------
     def register(self, filename: str, path: str, checksum: str | None = None, *, replace: bool = False,
-                 replaced_status: str = REGISTERED) -> int:
+                 replaced_status: str = REGISTERED, delivery: str | None = None, trigger: str | None = None) -> int:
         """Record that ``filename`` is at ``path`` with content ``checksum``; harmless when repeated.
 
         Parameters
@@ -191,6 +212,15 @@ class Database:
             Status of a measured file replaced so: `REGISTERED` when the caller
             requests its run itself, `REPLACED` when the hand-off of replaced
             files (`replaced_files`) is to request it.
+        delivery : str, optional
+            The delivery the file came in (at most 64 characters): the CRDS
+            context (``roman_0042.pmap``), ``submit:<UTC time>``,
+            ``drop_folder:<UTC time>``. Recorded with a new row or new content;
+            the same content registered again keeps the delivery it first came
+            in (a row without one takes this one).
+        trigger : str, optional
+            What brought it (at most 32 characters): `CRDS`, `SUBMIT` or
+            `DROP_FOLDER` (``reference_file.delivered_by``).
 
         Returns
         -------
@@ -202,22 +232,38 @@ class Database:
         ContentChangedError
             ``checksum`` differs from the stored one, or none is stored, and
             ``replace`` is false. Nothing is changed.
+        ValueError
+            ``delivery`` or ``trigger`` is too long for its column.
         """
+        came_in = _delivery_values(delivery, trigger)
         return self._transaction(
-            lambda conn: self._register(conn, filename, str(path), checksum, replace, replaced_status))
+            lambda conn: self._register(conn, filename, str(path), checksum, replace, replaced_status, came_in))
 
-    def _register(self, conn, filename, path, checksum, replace, replaced_status) -> int:
+    def _register(self, conn, filename, path, checksum, replace, replaced_status, came_in: dict) -> int:
         f = t.reference_file
-        file_id = self._lock_file_row(conn, filename, path=path, checksum=checksum, registered_at=utcnow())
-        row = conn.execute(sa.select(f.c.path, f.c.checksum).where(f.c.id == file_id)).one()
+        file_id = self._lock_file_row(conn, filename, path=path, checksum=checksum, registered_at=utcnow(), **came_in)
+        row = conn.execute(sa.select(f.c.path, f.c.checksum, f.c.delivery).where(f.c.id == file_id)).one()
         if checksum is None or row.checksum == checksum:
-            if row.path != path:
-                conn.execute(f.update().where(f.c.id == file_id).values(path=path))
+            changes = {"path": path} if row.path != path else {}
+            if row.delivery is None and came_in["delivery"] is not None:
+                changes.update(came_in)
+            if changes:
+                conn.execute(f.update().where(f.c.id == file_id).values(**changes))
             return file_id
         if not replace:
             raise ContentChangedError(filename, path, row.path, checksum, row.checksum)
-        self._new_version(conn, file_id, path, checksum, replaced_status)
+        self._new_version(conn, file_id, path, checksum, replaced_status, came_in)
         return file_id
+
+    def record_run(self, filenames, run_id: str) -> None:
+        """Record ``run_id`` (the Dagster run measuring them) as the run of ``filenames``."""
+        if len(run_id) > 64:
+            raise ValueError(f"run id {run_id!r} is longer than 64 characters")
+        f = t.reference_file
+        filenames = list(filenames)
+        with self.engine.begin() as conn:
+            for start in range(0, len(filenames), IN_CHUNK):
+                conn.execute(f.update().where(f.c.filename.in_(filenames[start:start + IN_CHUNK])).values(run_id=run_id))
 
     def new_version(self, filename: str, path: str, checksum: str | None, status: str = REGISTERED) -> int:
         """Register new content under a known ``filename``; return its version.
@@ -235,7 +281,8 @@ class Database:
 
         return self._transaction(work)
 
-    def _new_version(self, conn, file_id: int, path: str, checksum: str | None, status: str) -> int:
+    def _new_version(self, conn, file_id: int, path: str, checksum: str | None, status: str,
+                     came_in: dict | None = None) -> int:
         f = t.reference_file
         row = conn.execute(sa.select(f.c.status, f.c.version).where(f.c.id == file_id)).one()
         for table in (t.evaluation, t.evaluation_run, t.metric_value):
@@ -243,9 +290,11 @@ class Database:
         # A file that was never measured is still waiting for the run its
         # registrar requested: that run measures the new content.
         status = REGISTERED if row.status == REGISTERED else status
+        # New content is a new delivery: the one it came in, or unknown.
+        came_in = came_in or _delivery_values(None, None)
         conn.execute(f.update().where(f.c.id == file_id).values(
             path=path, checksum=checksum, version=row.version + 1, status=status, error=None,
-            monitor_version="", measured_at=None, registered_at=utcnow()))
+            monitor_version="", measured_at=None, registered_at=utcnow(), run_id=None, **came_in))
         return row.version + 1
 
     def record_checksum(self, filename: str, checksum: str) -> None:
@@ -385,17 +434,18 @@ class Database:
             "metric": cols["metric"].tolist(), "region": cols["region"].tolist(),
             "evaluator": cols["evaluator"].tolist(), "threshold": _nullable(cols["threshold"]),
             "lower": _nullable(cols["lower"]), "reference": _nullable(cols["reference"]),
-            "passed": cols["passed"].tolist(),
+            "passed": cols["passed"].tolist(),  # None: not evaluated
         })
         compared = sorted({ev.reference_files for ev in evaluation_set.evaluations if ev.reference_files})
         notes = sorted({f"{ev.evaluator}: {ev.note}" for ev in evaluation_set.evaluations if ev.note})
         conn.execute(t.evaluation_run.insert().values(
             file_id=file_id, standards_hash=evaluation_set.standards_hash, monitor_version=monitor_version,
             evaluated_at=utcnow(), n_evaluations=n, n_failed=evaluation_set.n_failed,
-            compared_with=json.dumps(compared), notes=json.dumps(notes)))
+            n_not_evaluated=evaluation_set.n_not_evaluated, compared_with=json.dumps(compared),
+            notes=json.dumps(notes)))
 
     def failed_evaluations(self, filenames=None, standards_hash: str | None = None) -> list[dict]:
-        """Failed evaluation rows joined with their metric values."""
+        """Failed evaluation rows joined with their metric values (not-evaluated ones are not failures)."""
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(failed_evaluations_query(filenames, standards_hash))]
 

@@ -8,6 +8,9 @@ Parquet layout (readable by pyarrow, pandas and duckdb with hive partitioning)::
 Each leaf is rewritten whole, so re-running a file replaces its rows.
 ECSV: ``<root>/<monitor>/<detector>/<file stem>.ecsv`` with one row per metric
 value and, per evaluator, its threshold, reference and verdict.
+
+A verdict that was not given (the evaluator could not run: no previous file,
+too little history) is null in Parquet and masked in ECSV, never True.
 """
 
 from __future__ import annotations
@@ -63,7 +66,10 @@ def metrics_table(metric_set: MetricSet) -> pa.Table:
 
 
 def evaluation_columns(evaluation_set: EvaluationSet) -> dict[str, np.ndarray]:
-    """Long columns: one row per evaluator per metric value."""
+    """Long columns: one row per evaluator per metric value.
+
+    ``passed`` is an object array of True, False and None (not evaluated).
+    """
     cols: dict[str, list] = {k: [] for k in ("metric", "scale", "region", "evaluator", "threshold", "lower", "reference", "passed", "compared_with")}
     for ev in evaluation_set.evaluations:
         regions = region_ids(ev.scale)
@@ -75,7 +81,7 @@ def evaluation_columns(evaluation_set: EvaluationSet) -> dict[str, np.ndarray]:
         cols["threshold"].append(np.asarray(ev.threshold, dtype=np.float64))
         cols["lower"].append(np.full(n, np.nan) if ev.lower is None else np.asarray(ev.lower, dtype=np.float64))
         cols["reference"].append(np.full(n, np.nan) if ev.reference is None else np.asarray(ev.reference, dtype=np.float64))
-        cols["passed"].append(np.asarray(ev.passed, dtype=bool))
+        cols["passed"].append(np.array(ev.verdicts(), dtype=object))
         cols["compared_with"].append(np.full(n, ev.reference_files or "", dtype=object))
     if not evaluation_set.evaluations:
         return {k: np.array([]) for k in cols}
@@ -92,7 +98,7 @@ def evaluation_arrays(cols: dict[str, np.ndarray]) -> dict[str, pa.Array]:
         "threshold": pa.array(np.asarray(cols["threshold"], dtype=np.float64)),
         "lower": pa.array(np.asarray(cols["lower"], dtype=np.float64)),
         "reference": pa.array(np.asarray(cols["reference"], dtype=np.float64)),
-        "passed": pa.array(np.asarray(cols["passed"], dtype=bool)),
+        "passed": pa.array(cols["passed"].tolist(), pa.bool_()),  # null: not evaluated
     }
 
 
@@ -136,7 +142,7 @@ def write_ecsv(root: str | Path, metric_set: MetricSet, evaluation_set: Evaluati
     the file: control characters and line breaks in them become spaces, so
     each stays one line of the YAML header.
     """
-    from astropy.table import Table
+    from astropy.table import MaskedColumn, Table
 
     info = metric_set.info
     cols = metric_set.columns()
@@ -147,15 +153,18 @@ def write_ecsv(root: str | Path, metric_set: MetricSet, evaluation_set: Evaluati
     index = {(m, r): i for i, (m, r) in enumerate(zip(cols["metric"].tolist(), cols["region"].tolist()))}
     for ev in evaluation_set.evaluations:
         prefix = ev.evaluator
-        for suffix, dtype, fill in (("threshold", float, np.nan), ("reference", float, np.nan), ("passed", bool, True)):
-            name = f"{prefix}_{suffix}"
-            if name not in table.colnames:
-                table[name] = np.full(len(table), fill, dtype=dtype)
-        rows = [index[(f"{ev.scale}_{ev.metric}", r)] for r in region_ids(ev.scale).tolist()]
+        for suffix in ("threshold", "reference"):
+            if f"{prefix}_{suffix}" not in table.colnames:
+                table[f"{prefix}_{suffix}"] = np.full(len(table), np.nan)
+        if f"{prefix}_passed" not in table.colnames:
+            # Masked wherever no verdict was given: values this evaluator does not
+            # judge, and those it could not judge (not evaluated).
+            table[f"{prefix}_passed"] = MaskedColumn(np.zeros(len(table), bool), mask=np.ones(len(table), bool))
+        rows = np.array([index[(f"{ev.scale}_{ev.metric}", r)] for r in region_ids(ev.scale).tolist()], dtype=np.int64)
         table[f"{prefix}_threshold"][rows] = ev.threshold
         if ev.reference is not None:
             table[f"{prefix}_reference"][rows] = ev.reference
-        table[f"{prefix}_passed"][rows] = ev.passed
+        table[f"{prefix}_passed"][rows] = np.ma.array(ev.passed, mask=~ev.evaluated)
     table.meta.update({
         "filename": _meta_text(info.filename), "monitor": _meta_text(info.monitor),
         "detector": _meta_text(info.detector), "reftype": _meta_text(info.reftype),
@@ -165,6 +174,7 @@ def write_ecsv(root: str | Path, metric_set: MetricSet, evaluation_set: Evaluati
         "compared_with": sorted({_meta_text(e.reference_files) for e in evaluation_set.evaluations
                                  if e.reference_files}),
         "n_failed": evaluation_set.n_failed,
+        "n_not_evaluated": evaluation_set.n_not_evaluated,
     })
     path = Path(root, info.monitor, info.detector or "unknown", Path(info.filename).stem + ".ecsv")
     path.parent.mkdir(parents=True, exist_ok=True)

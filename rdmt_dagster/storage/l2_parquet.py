@@ -11,7 +11,9 @@ the survey peak a day is ~13,000 files, and a leaf per file would be ~50,000
 small files a day. A file and reprocess number belongs to exactly one batch,
 and a batch's leaf is rewritten whole when the batch runs again (a retried
 run), so no row is ever written twice. ``l2_table3`` is the seed's Table 3:
-one row per file, one column per detector-scale metric, the evaluation result.
+one row per file, one column per detector-scale metric, the evaluation result
+(``n_failed``, ``n_not_evaluated``, ``passed``: measured and nothing failed).
+In ``l2_evaluations`` a verdict that was not given is null.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def table3_row(row, metric_set, evaluation_set) -> dict:
         out[metric.name] = float(np.asarray(metric.values["detector"])[0])
     n_failed = evaluation_set.n_failed if evaluation_set is not None else None
     out["n_failed"] = n_failed
+    out["n_not_evaluated"] = evaluation_set.n_not_evaluated if evaluation_set is not None else None
+    # The file passed when it was measured and nothing failed; verdicts that could
+    # not be given (n_not_evaluated) are counted apart, not as passes.
     out["passed"] = bool(metric_set.ok and n_failed == 0)
     return out
 

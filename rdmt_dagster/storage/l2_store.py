@@ -254,13 +254,13 @@ class L2Store:
             "metric": cols["metric"].tolist(), "region": cols["region"].tolist(),
             "evaluator": cols["evaluator"].tolist(), "threshold": _nullable(cols["threshold"]),
             "lower": _nullable(cols["lower"]), "reference": _nullable(cols["reference"]),
-            "passed": [bool(p) for p in cols["passed"].tolist()]})
+            "passed": cols["passed"].tolist()})  # None: not evaluated
         compared = sorted({ev.reference_files for ev in es.evaluations if ev.reference_files})
         notes = sorted({f"{ev.evaluator}: {ev.note}" for ev in es.evaluations if ev.note})
         conn.execute(l2_measurement.update().where((l2_measurement.c.file_id == file_id)
                                                    & (l2_measurement.c.monitor == monitor)).values(
             standards_hash=es.standards_hash, evaluated_at=utcnow(), n_evaluations=n, n_failed=es.n_failed,
-            compared_with=json.dumps(compared), notes=json.dumps(notes)))
+            n_not_evaluated=es.n_not_evaluated, compared_with=json.dumps(compared), notes=json.dumps(notes)))
         m = l2_measurement
         failed = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(m.c.n_failed), 0),
                                         sa.func.sum(sa.case((m.c.status == ERROR, 1), else_=0)))

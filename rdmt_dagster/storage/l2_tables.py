@@ -14,7 +14,7 @@
 * ``l2_metric_value``: one row per metric value (detector and amp scales), as
   ``metric_value`` of the reference arm.
 * ``l2_evaluation``: one row per evaluator per metric value per standards
-  hash, as ``evaluation`` of the reference arm.
+  hash, as ``evaluation`` of the reference arm (``passed`` NULL: not evaluated).
 
 Every result row hangs off an ``l2_file`` row, i.e. a file *and* its
 reprocess number: re-running a file with the same number replaces its rows,
@@ -96,6 +96,7 @@ l2_measurement = sa.Table(
     sa.Column("evaluated_at", sa.DateTime, nullable=True),
     sa.Column("n_evaluations", sa.Integer, nullable=True),
     sa.Column("n_failed", sa.Integer, nullable=True),
+    sa.Column("n_not_evaluated", sa.Integer, nullable=True),  # revision 0005
     sa.Column("compared_with", sa.Text, nullable=True),  # JSON list of earlier files
     sa.Column("notes", sa.Text, nullable=True),  # JSON list of evaluator notes
 )
@@ -124,5 +125,5 @@ l2_evaluation = sa.Table(
     sa.Column("threshold", sa.Double, nullable=True),
     sa.Column("lower", sa.Double, nullable=True),
     sa.Column("reference", sa.Double, nullable=True),
-    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=True),  # NULL: not evaluated (revision 0005)
 )

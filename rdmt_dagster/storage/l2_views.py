@@ -2,8 +2,9 @@
 
 ``l2_<monitor>`` has one row per file and reprocess number: the file's
 identity, one column per detector-scale metric of the monitor, and the
-evaluation result (``n_failed``, ``passed``; ``status`` / ``error`` when the
-monitor could not run). The metric columns are those of the monitor's
+evaluation result (``n_failed``; ``n_not_evaluated``, the verdicts an
+evaluator could not give; ``passed``: measured and nothing failed; ``status`` /
+``error`` when the monitor could not run). The metric columns are those of the monitor's
 standards block, so a new metric shows up without a migration: the view is
 rebuilt whenever its columns differ from the block's.
 """
@@ -34,17 +35,17 @@ def view_sql(monitor: str, metrics: list[str], quote) -> str:
 SELECT f.filename, f.reprocess_number, f.detector, f.optical_element, f.exposure_start, f.observation_day,
   m.status, m.error,
   {columns},
-  m.n_failed, CASE WHEN m.status = 'ok' AND m.n_failed = 0 THEN 1 ELSE 0 END AS passed
+  m.n_failed, m.n_not_evaluated, CASE WHEN m.status = 'ok' AND m.n_failed = 0 THEN 1 ELSE 0 END AS passed
 FROM l2_file f
 JOIN l2_measurement m ON m.file_id = f.id AND m.monitor = '{monitor}'
 LEFT JOIN l2_metric_value v ON v.file_id = f.id AND v.monitor = m.monitor AND v.scale = 'detector'
 GROUP BY f.id, f.filename, f.reprocess_number, f.detector, f.optical_element, f.exposure_start,
-  f.observation_day, m.status, m.error, m.n_failed"""
+  f.observation_day, m.status, m.error, m.n_failed, m.n_not_evaluated"""
 
 
 def expected_columns(metrics: list[str]) -> list[str]:
     return ["filename", "reprocess_number", "detector", "optical_element", "exposure_start", "observation_day",
-            "status", "error", *metrics, "n_failed", "passed"]
+            "status", "error", *metrics, "n_failed", "n_not_evaluated", "passed"]
 
 
 def ensure_l2_views(engine, standards) -> list[str]:

@@ -1,0 +1,698 @@
+"""``rdmt history`` and ``rdmt failures``: a metric's values over time, and what failed, without SQL.
+
+Both read the RDMT database of either arm on any backend (``RDMT_DATABASE_URL``,
+or the SQLite file in ``RDMT_HOME``, the rule of
+`rdmt_dagster.resources.config_from_environment`).
+
+* `metric_history`: one `HistoryPoint` per file and region of one metric at
+  one scale: reference files by USEAFTER (their values and the verdicts of
+  their latest evaluation run), L2 images by exposure start (the newest
+  measured reprocess number of each image, with the verdicts of each
+  monitor's latest evaluation). A metric is named by its base name
+  (``dark_current_mean``) and a scale; the region defaults to the detector's
+  only one (0) and otherwise to every region of the scale, so the detector
+  value is never mixed with super-pixel 0.
+* `failed_groups`: the failed verdicts of each file's latest evaluation,
+  grouped per file, monitor, metric, scale and evaluator, with the number of
+  failing regions and the worst of them (`FailureGroup`); for one delivery
+  (``reference_file.delivery`` or ``run_id``; an L2 batch) or the files that
+  arrived since a date.
+
+A verdict is True (passed), False (failed) or None (not evaluated: the
+evaluator could not run). The same rows, for people who want SQL, are the
+views ``metric_history`` and ``failures`` (migration 0005).
+
+Every text taken from the database (file names, detectors, units, delivery
+ids) is data: the table and CSV writers escape it (`_text`, `_csv_cell`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+import sqlalchemy as sa
+
+from .storage import tables as t
+from .storage.l2_tables import l2_evaluation, l2_file, l2_measurement, l2_metric_value
+
+ARMS = ("reference", "l2")
+#: Region numbers of the scales the commands read, as `rdmt_dagster.science.scales` numbers them (a test
+#: checks that they agree): kept here so that a query of milliseconds does not wait for numpy to import.
+SCALE_REGIONS = {"detector": range(0, 1), "amp": range(1, 33), "superpixel": range(0, 1024)}
+SCALES = tuple(SCALE_REGIONS)
+EVALUATOR_ORDER = ("mission", "soc", "change", "trend")
+MEASURED = ("ok", "error")  # L2 rows whose results are in (rdmt_dagster.storage.l2_store)
+IN_CHUNK = 500
+
+
+# -- where the database is ---------------------------------------------------------
+
+def database_url(home=None) -> str:
+    """The RDMT database URL: ``RDMT_DATABASE_URL``, else SQLite in ``home`` (default ``RDMT_HOME``).
+
+    The rule of `rdmt_dagster.resources.config_from_environment`, without
+    importing Dagster (a second of start-up for a query of milliseconds).
+    """
+    url = os.environ.get("RDMT_DATABASE_URL")
+    if url:
+        return url
+    home = Path(str(home) if home is not None else os.environ.get("RDMT_HOME", "rdmt_data")).resolve()
+    return f"sqlite:///{home / 'rdmt.db'}"
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file of ``url`` when it does not exist (a query must not create an empty database)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
+def read_upgraded(url: str, work):
+    """``work(connection)`` on the database at ``url``, upgrading its schema first if the query needs it.
+
+    The query is tried first: opening Alembic for every call would cost more
+    than the query. A schema older than the one it reads (a column or view it
+    lacks) makes it fail; then the schema is upgraded (as every RDMT process
+    does when it opens the database) and the query runs again.
+    """
+    engine = sa.create_engine(url)
+    try:
+        try:
+            with engine.connect() as conn:
+                return work(conn)
+        except sa.exc.DBAPIError:
+            from .storage.database import Database
+
+            database = Database(url)
+            try:
+                database.upgrade()
+            finally:
+                database.dispose()
+            with engine.connect() as conn:
+                return work(conn)
+    finally:
+        engine.dispose()
+
+
+# -- history -------------------------------------------------------------------------
+
+class Verdict(NamedTuple):
+    """One evaluator's verdict on one value: ``passed`` True, False or None (not evaluated)."""
+
+    passed: bool | None
+    threshold: float | None
+    lower: float | None
+    reference: float | None
+
+
+@dataclass
+class HistoryPoint:
+    """One value of a metric in one file and region, with its latest verdicts.
+
+    ``observed_at`` is the USEAFTER of a reference file, the exposure start of
+    an L2 image (UTC); ``delivery`` the delivery it came in (a reference file)
+    or the batch that measured it (an L2 image).
+    """
+
+    arm: str
+    file_id: int
+    filename: str
+    reprocess_number: int
+    detector: str
+    monitor: str
+    observed_at: datetime | None
+    delivery: str | None
+    metric: str
+    scale: str
+    region: int
+    value: float | None
+    unit: str
+    standards_hash: str | None
+    evaluations: dict[str, Verdict] = field(default_factory=dict)
+
+
+def full_metric_name(metric: str, scale: str) -> str:
+    """The stored name of a metric at a scale: ``detector_dark_current_mean``."""
+    return f"{scale}_{metric}"
+
+
+def _chunks(values: list, size: int = IN_CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+# Every read below reaches its rows by a primary key or an index, one table at
+# a time: the files first (small tables), then their values and verdicts by
+# file id. Joined in one statement, SQLite (without statistics) may scan all of
+# metric_value (~9,000 rows per file) or all evaluations of a file (~34,000)
+# instead; step by step, a year of weekly darks is read in milliseconds.
+
+@dataclass(frozen=True)
+class _File:
+    """A file whose results are read: a reference file, or an L2 image at one reprocess number."""
+
+    arm: str
+    id: int
+    filename: str
+    reprocess_number: int
+    detector: str
+    monitor: str  # of a reference file; "" for an L2 image (one per measurement)
+    observed_at: datetime | None
+    received_at: datetime | None
+    delivery: str | None
+
+
+def _newest_reference_run():
+    """``evaluation_run`` rows that are their file's latest: newest ``evaluated_at``, then smallest hash.
+
+    The order the reports take (`rdmt_dagster.reports.queries.latest_run`).
+    """
+    r, later = t.evaluation_run, t.evaluation_run.alias("later")
+    newer = sa.exists().where((later.c.file_id == r.c.file_id) & (
+        (later.c.evaluated_at > r.c.evaluated_at)
+        | ((later.c.evaluated_at == r.c.evaluated_at) & (later.c.standards_hash < r.c.standards_hash))))
+    return ~newer
+
+
+def _newest_l2_row():
+    """``l2_file`` rows with no measured row of a higher reprocess number for the same image."""
+    f, newer = l2_file, l2_file.alias("newer")
+    return ~sa.exists().where((newer.c.filename == f.c.filename) & newer.c.status.in_(MEASURED)
+                              & (newer.c.reprocess_number > f.c.reprocess_number))
+
+
+def _reference_files(conn, *, detector=None, observed_since=None, received_since=None,
+                     delivery=None) -> dict[int, _File]:
+    """The measured reference files matching the filters (``delivery``: its delivery id or measuring run)."""
+    f = t.reference_file
+    query = sa.select(f.c.id, f.c.filename, f.c.version, f.c.detector, f.c.monitor, f.c.useafter, f.c.registered_at,
+                      f.c.delivery).where(f.c.status == "ok")
+    if detector is not None:
+        query = query.where(f.c.detector == detector)
+    if observed_since is not None:
+        query = query.where(f.c.useafter >= observed_since)
+    if received_since is not None:
+        query = query.where(f.c.registered_at >= received_since)
+    if delivery is not None:
+        query = query.where((f.c.delivery == delivery) | (f.c.run_id == delivery))
+    # A replaced file's versions count as its reprocessings (as in `rdmt status`).
+    return {r.id: _File("reference", r.id, r.filename, max(int(r.version or 1) - 1, 0), r.detector, r.monitor,
+                        r.useafter, r.registered_at, r.delivery) for r in conn.execute(query)}
+
+
+def _l2_files(conn, *, detector=None, observed_since=None, received_since=None, delivery=None) -> dict[int, _File]:
+    """The newest measured row of each L2 image matching the filters."""
+    f = l2_file
+    query = (sa.select(f.c.id, f.c.filename, f.c.reprocess_number, f.c.detector, f.c.exposure_start,
+                       f.c.received_at, f.c.claimed_by).where(f.c.status.in_(MEASURED) & _newest_l2_row()))
+    if detector is not None:
+        query = query.where(f.c.detector == detector)
+    if observed_since is not None:
+        # observation_day is the indexed UTC day of exposure_start: it narrows the search.
+        query = query.where((f.c.exposure_start >= observed_since)
+                            & (f.c.observation_day >= observed_since.strftime("%Y-%m-%d")))
+    if received_since is not None:
+        query = query.where(f.c.received_at >= received_since)
+    if delivery is not None:
+        query = query.where(f.c.claimed_by == delivery)
+    return {r.id: _File("l2", r.id, r.filename, r.reprocess_number, r.detector, "", r.exposure_start, r.received_at,
+                        r.claimed_by) for r in conn.execute(query)}
+
+
+def _latest_reference_runs(conn, file_ids) -> dict[tuple[int, str], str]:
+    """(file id, monitor "") -> the standards hash of the file's latest evaluation run."""
+    r = t.evaluation_run
+    out = {}
+    for chunk in _chunks(sorted(file_ids)):
+        query = sa.select(r.c.file_id, r.c.standards_hash).where(r.c.file_id.in_(chunk) & _newest_reference_run())
+        out.update({(row.file_id, ""): row.standards_hash for row in conn.execute(query)})
+    return out
+
+
+def _l2_measurements(conn, file_ids) -> dict[tuple[int, str], str | None]:
+    """(file id, monitor) -> the standards hash of the monitor's latest evaluation (None: not evaluated yet),
+    for the monitors that measured the file."""
+    ms = l2_measurement
+    out = {}
+    for chunk in _chunks(sorted(file_ids)):
+        query = sa.select(ms.c.file_id, ms.c.monitor, ms.c.standards_hash).where(
+            ms.c.file_id.in_(chunk) & (ms.c.status == "ok"))
+        out.update({(row.file_id, row.monitor): row.standards_hash for row in conn.execute(query)})
+    return out
+
+
+def _by_file_key(table: sa.Table, keys, where):
+    """Statements selecting from ``table`` the rows of ``keys`` ((file id, monitor) pairs; monitor "" for a
+    table without one) that match ``where``: one per monitor and chunk of file ids, by primary-key prefix."""
+    by_monitor: dict[str, list[int]] = {}
+    for file_id, monitor in keys:
+        by_monitor.setdefault(monitor, []).append(file_id)
+    for monitor, file_ids in sorted(by_monitor.items()):
+        for chunk in _chunks(sorted(set(file_ids))):
+            condition = table.c.file_id.in_(chunk) & where
+            if monitor:
+                condition &= table.c.monitor == monitor
+            yield monitor, condition
+
+
+def _evaluation_rows(conn, table: sa.Table, latest: dict, where):
+    """(monitor, standards hash, (file id, metric, region, evaluator, passed, threshold, lower, reference)) of
+    the evaluations matching ``where`` of each (file, monitor) of ``latest``, under the standards hash
+    ``latest`` gives it (one statement per hash, monitor and chunk of files)."""
+    by_hash: dict[str, list[tuple[int, str]]] = {}
+    for key, standards_hash in latest.items():
+        if standards_hash is not None:
+            by_hash.setdefault(standards_hash, []).append(key)
+    columns = [table.c.file_id, table.c.metric, table.c.region, table.c.evaluator, table.c.passed,
+               table.c.threshold, table.c.lower, table.c.reference]
+    for standards_hash, keys in sorted(by_hash.items()):
+        for monitor, condition in _by_file_key(table, keys, where & (table.c.standards_hash == standards_hash)):
+            # All at once, unpacked by position: a history of every super-pixel is ~10^5 rows.
+            for row in conn.execute(sa.select(*columns).where(condition)).all():
+                yield monitor, standards_hash, row
+
+
+def _points(conn, arm: str, files: dict[int, _File], metric: str, scale: str, region) -> list[HistoryPoint]:
+    """The values of ``metric`` at ``scale`` (and ``region``) in ``files``, with their latest verdicts."""
+    name = full_metric_name(metric, scale)
+    values_table, evaluations = ((t.metric_value, t.evaluation) if arm == "reference"
+                                 else (l2_metric_value, l2_evaluation))
+    latest = (_latest_reference_runs(conn, files) if arm == "reference" else _l2_measurements(conn, files))
+    keys = {(file_id, "") for file_id in files} if arm == "reference" else set(latest)
+    where = (values_table.c.metric == name) & (values_table.c.scale == scale)
+    if region is not None:
+        where &= values_table.c.region == region
+    points: dict[tuple, HistoryPoint] = {}
+    for monitor, condition in _by_file_key(values_table, keys, where):
+        query = sa.select(values_table.c.file_id, values_table.c.region, values_table.c.value, values_table.c.unit)
+        for file_id, at, value, unit in conn.execute(query.where(condition)).all():
+            f = files[file_id]
+            points[(file_id, monitor, at)] = HistoryPoint(
+                arm, f.id, f.filename, f.reprocess_number, f.detector, monitor or f.monitor, f.observed_at,
+                f.delivery, metric, scale, at, value, unit, latest.get((file_id, monitor)))
+    verdicts = evaluations.c.metric == name
+    if region is not None:
+        verdicts &= evaluations.c.region == region
+    for monitor, _, (file_id, _, at, evaluator, passed, threshold, lower, reference) in _evaluation_rows(
+            conn, evaluations, latest, verdicts):
+        point = points.get((file_id, monitor, at))
+        if point is not None:
+            point.evaluations[evaluator] = Verdict(None if passed is None else bool(passed), threshold, lower,
+                                                   reference)
+    return list(points.values())
+
+
+def _time_order(point) -> tuple:
+    """Oldest first; files with no time last; then file, arm, monitor and region."""
+    return (point.observed_at is None, point.observed_at or datetime.min, point.filename, point.arm,
+            point.reprocess_number, point.monitor, point.region)
+
+
+def check_scale_region(scale: str, region: int | None) -> int | None:
+    """The region to read: ``region``, or 0 for the detector scale, or None (all regions of the scale).
+
+    Raises
+    ------
+    ValueError
+        An unknown scale, or a region that the scale does not have.
+    """
+    if scale not in SCALE_REGIONS:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
+    regions = SCALE_REGIONS[scale]
+    if region is None:
+        return regions[0] if len(regions) == 1 else None
+    if region not in regions:
+        raise ValueError(f"scale {scale} has regions {regions[0]}..{regions[-1]}, not {region}")
+    return region
+
+
+def metric_history(conn, metric: str, *, detector: str | None = None, scale: str = "detector",
+                   region: int | None = None, since: datetime | None = None, arms=ARMS) -> list[HistoryPoint]:
+    """A metric's values over time, with the verdicts of each file's latest evaluation.
+
+    Parameters
+    ----------
+    conn : sqlalchemy.engine.Connection
+        A connection to a migrated RDMT database.
+    metric : str
+        Base name, without the scale (``dark_current_mean``).
+    detector : str, optional
+        Only this detector (``WFI07``).
+    scale : str
+        ``detector`` (default), ``amp`` or ``superpixel``.
+    region : int, optional
+        One region of the scale (amps 1..32, super-pixels 0..1023). Default:
+        the detector's region 0, or every region of an amp or super-pixel scale.
+    since : datetime, optional
+        Only files observed (USEAFTER, exposure start; naive UTC) at or after it.
+    arms : iterable of str
+        ``reference`` and/or ``l2``.
+
+    Returns
+    -------
+    list of HistoryPoint
+        Oldest first (files without a time last), then by file and region.
+    """
+    region = check_scale_region(scale, region)
+    points: list[HistoryPoint] = []
+    if "reference" in arms:
+        files = _reference_files(conn, detector=detector, observed_since=since)
+        points += _points(conn, "reference", files, metric, scale, region)
+    if "l2" in arms:
+        files = _l2_files(conn, detector=detector, observed_since=since)
+        points += _points(conn, "l2", files, metric, scale, region)
+    return sorted(points, key=_time_order)
+
+
+# -- failures ------------------------------------------------------------------------
+
+@dataclass
+class FailureGroup:
+    """The failed verdicts of one evaluator on one metric and scale of one file.
+
+    ``worst_*`` is the failing region farthest from its standard (`excess`);
+    ``received_at`` is when the file (its current version) arrived.
+    """
+
+    arm: str
+    filename: str
+    reprocess_number: int
+    detector: str
+    monitor: str
+    observed_at: datetime | None
+    received_at: datetime | None
+    delivery: str | None
+    metric: str
+    scale: str
+    evaluator: str
+    standards_hash: str
+    n_regions: int
+    worst_region: int
+    worst_value: float | None
+    unit: str
+    threshold: float | None
+    lower: float | None
+    reference: float | None
+
+
+def excess(value, threshold, lower, reference) -> float:
+    """How far a failing value lies from its standard, relative to it (to pick the worst region).
+
+    Relative evaluators (a reference value): the fractional difference from
+    the reference. Absolute ones: the distance beyond the limit it crossed,
+    as a fraction of that limit. A value that could not be measured (NaN,
+    stored as NULL) is the worst of all.
+    """
+    if value is None or math.isnan(value):
+        return math.inf
+    if reference is not None:
+        return abs(value - reference) / max(abs(reference), 1e-300)
+    if lower is not None and value < lower:
+        return (lower - value) / max(abs(lower), 1e-300)
+    if threshold is None:
+        return 0.0
+    return abs(value - threshold) / max(abs(threshold), 1e-300)
+
+
+def _failed_groups(conn, arm: str, files: dict[int, _File]) -> list[FailureGroup]:
+    """The failed verdicts of the latest evaluation of ``files``, grouped, with the values judged."""
+    values_table, evaluations = ((t.metric_value, t.evaluation) if arm == "reference"
+                                 else (l2_metric_value, l2_evaluation))
+    latest = (_latest_reference_runs(conn, files) if arm == "reference" else _l2_measurements(conn, files))
+    failed = list(_evaluation_rows(conn, evaluations, latest, evaluations.c.passed.is_(False)))
+    # The values judged: of the failing metrics only, by (file, [monitor,] metric) key prefix.
+    wanted: dict[tuple[int, str], set[str]] = {}
+    for monitor, _, (file_id, metric, *_) in failed:
+        wanted.setdefault((file_id, monitor), set()).add(metric)
+    values: dict[tuple, tuple] = {}
+    metrics = sorted({m for names in wanted.values() for m in names})
+    for chunk in _chunks(metrics):
+        where = values_table.c.metric.in_(chunk)
+        for monitor, condition in _by_file_key(values_table, wanted, where):
+            query = sa.select(values_table.c.file_id, values_table.c.metric, values_table.c.region,
+                              values_table.c.scale, values_table.c.value, values_table.c.unit)
+            for file_id, metric, at, scale, value, unit in conn.execute(query.where(condition)).all():
+                values[(file_id, monitor, metric, at)] = (scale, value, unit)
+    groups: dict[tuple, FailureGroup] = {}
+    for monitor, standards_hash, (file_id, metric, at, evaluator, _, threshold, lower, reference) in failed:
+        f = files[file_id]
+        scale, value, unit = values.get((file_id, monitor, metric, at), (_scale_of(metric), None, ""))
+        key = (file_id, monitor, metric, evaluator)
+        group = groups.get(key)
+        if group is None:
+            base = metric[len(scale) + 1:] if metric.startswith(scale + "_") else metric
+            groups[key] = FailureGroup(arm, f.filename, f.reprocess_number, f.detector, monitor or f.monitor,
+                                       f.observed_at, f.received_at, f.delivery, base, scale, evaluator,
+                                       standards_hash, 1, at, value, unit, threshold, lower, reference)
+            continue
+        group.n_regions += 1
+        new, old = (excess(value, threshold, lower, reference),
+                    excess(group.worst_value, group.threshold, group.lower, group.reference))
+        if new > old or (new == old and at < group.worst_region):
+            group.worst_region, group.worst_value = at, value
+            group.threshold, group.lower, group.reference = threshold, lower, reference
+    return list(groups.values())
+
+
+def _scale_of(metric: str) -> str:
+    """The scale a stored metric name starts with (for a failed verdict whose value row is gone)."""
+    return next((scale for scale in SCALES if metric.startswith(scale + "_")), "")
+
+
+def _failure_order(group: FailureGroup) -> tuple:
+    return (group.received_at is None, group.received_at or datetime.min, group.filename, group.arm,
+            group.reprocess_number, group.monitor, group.metric, SCALES.index(group.scale) if group.scale in SCALES
+            else len(SCALES), evaluator_sort_key(group.evaluator))
+
+
+def failed_groups(conn, *, delivery: str | None = None, since: datetime | None = None,
+                  arms=ARMS) -> list[FailureGroup]:
+    """What failed: the failed verdicts of each file's latest evaluation, grouped (see `FailureGroup`).
+
+    Parameters
+    ----------
+    conn : sqlalchemy.engine.Connection
+        A connection to a migrated RDMT database.
+    delivery : str, optional
+        Only files of this delivery: ``reference_file.delivery`` or ``run_id``
+        (reference files), the batch that measured them (L2 images).
+    since : datetime, optional
+        Only files that arrived (registered, announced; naive UTC) at or after it.
+    arms : iterable of str
+        ``reference`` and/or ``l2``.
+
+    Returns
+    -------
+    list of FailureGroup
+        By arrival, file, monitor, metric, scale and evaluator. Verdicts that
+        were not given (not evaluated) are not failures and never appear.
+    """
+    groups: list[FailureGroup] = []
+    if "reference" in arms:
+        groups += _failed_groups(conn, "reference", _reference_files(conn, received_since=since, delivery=delivery))
+    if "l2" in arms:
+        groups += _failed_groups(conn, "l2", _l2_files(conn, received_since=since, delivery=delivery))
+    return sorted(groups, key=_failure_order)
+
+
+# -- output ----------------------------------------------------------------------------
+
+def evaluator_sort_key(name: str) -> tuple:
+    return (EVALUATOR_ORDER.index(name) if name in EVALUATOR_ORDER else len(EVALUATOR_ORDER), name)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value is not None else None
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+
+# The rule of `rdmt_dagster.reports.escape.plain_text` (C0 and C1 controls, DEL, line and paragraph
+# separators, bidirectional overrides and isolates), here because importing the reports package costs a
+# third of a second, longer than the query; a test checks that both give the same text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+
+
+def _text(value) -> str:
+    """Untrusted text on one line for the terminal (control characters, line breaks become spaces)."""
+    return "" if value is None else _CONTROL.sub(" ", str(value))
+
+
+def _csv_cell(value):
+    """A CSV cell: untrusted text on one line that a spreadsheet cannot take for a formula."""
+    if not isinstance(value, str):
+        return value
+    value = _text(value)
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "NaN"
+    return f"{value:.6g}"
+
+
+def verdict_word(passed: bool | None) -> str:
+    """``PASS``, ``FAIL`` or ``n/e`` (not evaluated)."""
+    return "n/e" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def history_evaluators(points) -> list[str]:
+    """Every evaluator with a verdict among ``points``, in the usual order."""
+    return sorted({name for p in points for name in p.evaluations}, key=evaluator_sort_key)
+
+
+def history_document(points: list[HistoryPoint], query: dict) -> dict:
+    """The JSON document of ``rdmt history --json``: the query and one entry per point."""
+    return {**query, "points": [{
+        "arm": p.arm, "file": p.filename, "reprocess_number": p.reprocess_number, "detector": p.detector,
+        "monitor": p.monitor, "observed_at": _iso(p.observed_at), "delivery": p.delivery, "metric": p.metric,
+        "scale": p.scale, "region": p.region, "value": _number(p.value), "unit": p.unit,
+        "standards_hash": p.standards_hash,
+        "evaluations": {name: {"passed": v.passed, "threshold": _number(v.threshold), "lower": _number(v.lower),
+                               "reference": _number(v.reference)}
+                        for name, v in sorted(p.evaluations.items(), key=lambda kv: evaluator_sort_key(kv[0]))},
+    } for p in points]}
+
+
+def history_csv(points: list[HistoryPoint]) -> str:
+    """``rdmt history --csv``: one row per point; per evaluator its verdict (``pass``, ``fail``, ``n/e``,
+    empty when it did not judge the value) and threshold, lower limit and reference."""
+    evaluators = history_evaluators(points)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["arm", "file", "reprocess_number", "detector", "monitor", "observed_at", "delivery", "metric",
+                     "scale", "region", "value", "unit", "standards_hash"]
+                    + [f"{name}{suffix}" for name in evaluators for suffix in ("", "_threshold", "_lower",
+                                                                                "_reference")])
+    for p in points:
+        row = [p.arm, p.filename, p.reprocess_number, p.detector, p.monitor, _iso(p.observed_at) or "",
+               p.delivery or "", p.metric, p.scale, p.region, "" if p.value is None else repr(float(p.value)), p.unit,
+               p.standards_hash or ""]
+        for name in evaluators:
+            v = p.evaluations.get(name)
+            if v is None:
+                row += ["", "", "", ""]
+                continue
+            row += [{True: "pass", False: "fail", None: "n/e"}[v.passed]] + [
+                "" if x is None else repr(float(x)) for x in (v.threshold, v.lower, v.reference)]
+        writer.writerow([_csv_cell(x) for x in row])
+    return out.getvalue()
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *rows]]
+
+
+def format_history(points: list[HistoryPoint], metric: str, scale: str, region: int | None) -> str:
+    """The readable table of ``rdmt history``: one line per file (and region), each evaluator's verdict."""
+    where = f"scale {scale}" + (f", region {region}" if region is not None else ", every region")
+    lines = [f"{_text(metric)} ({where}): {len(points)} value(s); PASS / FAIL / n/e = not evaluated "
+             "(the evaluator could not run), latest evaluation of each file"]
+    if not points:
+        return "\n".join(lines) + "\n"
+    evaluators = history_evaluators(points)
+    arms = len({p.arm for p in points}) > 1
+    header = (["arm"] if arms else []) + ["observed (UTC)", "file", "detector"] + (
+        ["region"] if scale != "detector" else []) + ["value", "unit"] + evaluators
+    rows = []
+    for p in points:
+        row = ([p.arm] if arms else []) + [
+            p.observed_at.strftime("%Y-%m-%d %H:%M:%S") if p.observed_at else "—",
+            _text(p.filename) + (f" (rep {p.reprocess_number})" if p.arm == "l2" and p.reprocess_number else ""),
+            _text(p.detector)]
+        if scale != "detector":
+            row.append(str(p.region))
+        row += [_fmt(p.value), _text(p.unit)]
+        row += [verdict_word(p.evaluations[name].passed) if name in p.evaluations else "—" for name in evaluators]
+        rows.append(row)
+    return "\n".join(lines + _table(header, rows)) + "\n"
+
+
+def _evaluator_kinds() -> dict[str, str]:
+    """Evaluator name -> kind, from the packaged standards (``common.evaluators``)."""
+    from .science.standards import default_blocks
+
+    try:
+        return dict(default_blocks().get("common", {}).get("evaluators", {}))
+    except Exception:  # noqa: BLE001 - wording only: fall back to the generic description
+        return {}
+
+
+def limit_text(group: FailureGroup, kind: str | None) -> str:
+    """The standard the worst region failed, in short: ``<= 1``, ``0.8 – 1.2``, ``±11% of 0.0052``, ``|z| <= 5 vs 0.005``."""
+    thr, lower, ref, value = group.threshold, group.lower, group.reference, group.worst_value
+    if kind == "change" and thr is not None:
+        return f"±{thr * 100:g}% of {_fmt(ref)}"
+    if kind == "trend" and thr is not None:
+        return f"|z| <= {thr:g} vs median {_fmt(ref)}"
+    if ref is not None:
+        return f"{_fmt(thr)} vs {_fmt(ref)}"
+    if thr is None:
+        return "—"
+    if lower is not None:
+        return f"{_fmt(lower)} – {_fmt(thr)}"
+    # A single stored limit is a max unless the failing value lies below it (a min).
+    return f">= {_fmt(thr)}" if value is not None and value < thr else f"<= {_fmt(thr)}"
+
+
+def failures_document(groups: list[FailureGroup], query: dict) -> dict:
+    """The JSON document of ``rdmt failures --json``."""
+    return {**query, "failures": [{
+        "arm": g.arm, "file": g.filename, "reprocess_number": g.reprocess_number, "detector": g.detector,
+        "monitor": g.monitor, "observed_at": _iso(g.observed_at), "received_at": _iso(g.received_at),
+        "delivery": g.delivery, "metric": g.metric, "scale": g.scale, "evaluator": g.evaluator,
+        "standards_hash": g.standards_hash, "n_regions": g.n_regions, "worst_region": g.worst_region,
+        "worst_value": _number(g.worst_value), "unit": g.unit, "threshold": _number(g.threshold),
+        "lower": _number(g.lower), "reference": _number(g.reference),
+    } for g in groups]}
+
+
+def format_failures(groups: list[FailureGroup]) -> str:
+    """The readable table of ``rdmt failures``: one line per file, metric, scale and evaluator."""
+    if not groups:
+        return "no failed evaluations\n"
+    kinds = _evaluator_kinds()
+    arms = len({g.arm for g in groups}) > 1
+    header = (["arm"] if arms else []) + ["file", "detector", "monitor", "metric", "scale", "evaluator", "regions",
+                                          "worst value", "unit", "limit"]
+    rows = []
+    for g in groups:
+        where = f"{g.n_regions}" if g.scale == "detector" else f"{g.n_regions} (worst {g.worst_region})"
+        rows.append(([g.arm] if arms else []) + [
+            _text(g.filename), _text(g.detector), _text(g.monitor), _text(g.metric), g.scale, _text(g.evaluator),
+            where, _fmt(g.worst_value), _text(g.unit), limit_text(g, kinds.get(g.evaluator))])
+    files = len({(g.arm, g.filename, g.reprocess_number) for g in groups})
+    total = sum(g.n_regions for g in groups)
+    return "\n".join(_table(header, rows) + [f"{total} failed evaluation(s) in {len(groups)} group(s) of {files} "
+                                             "file(s)"]) + "\n"
+
+
+def parse_since(text: str) -> datetime:
+    """``YYYY-MM-DD`` (or an ISO 8601 time) as a naive UTC datetime.
+
+    Raises
+    ------
+    ValueError
+        Not a date.
+    """
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"--since takes a date YYYY-MM-DD (UTC), not {text!r}") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
