@@ -20,8 +20,8 @@ def _as_dict(context, obj) -> dict:
     return {context.asset_partition_key: obj}
 
 
-def record_failure(filename: str, exc: Exception, record, log) -> None:
-    """Record against a file that its results could not be stored; never raise.
+def record_failure(filename: str, exc: Exception, record, log) -> bool:
+    """Record against a file that its results could not be stored; never raise. Whether it was recorded.
 
     One file's storage failure (a value the database refuses, a dropped
     connection that outlived the retries) must not stop the other files of
@@ -32,8 +32,10 @@ def record_failure(filename: str, exc: Exception, record, log) -> None:
     log.error(error)
     try:
         record(error)
+        return True
     except Exception as again:  # the database itself is unusable: the log line is all that is left
         log.error(f"{filename}: the failure could not be recorded either ({type(again).__name__}: {again})")
+        return False
 
 
 def record_storage_failure(database, metric_set: MetricSet, exc: Exception, log) -> None:

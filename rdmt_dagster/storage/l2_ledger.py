@@ -36,10 +36,19 @@ class L2Ledger:
     def __init__(self, database):
         self.engine = database.engine
 
-    def _record_one(self, conn, notice: L2Notice, key: str, message_id: str) -> bool:
+    def _record_one(self, conn, notice: L2Notice, key: str, message_id: str, new_objects_only: bool = False) -> bool:
         if conn.execute(sa.select(l2_file.c.id).where(l2_file.c.notice_key == key)).first() is not None:
             return False
-        if notice.reprocessing == "none" and notice.checksum:
+        # Read before the checks below: a row of this file committed after this read collides with the insert
+        # on (filename, reprocess_number) and the caller looks again; one committed before it is seen by them.
+        latest = conn.execute(sa.select(sa.func.max(l2_file.c.reprocess_number))
+                              .where(l2_file.c.filename == notice.filename)).scalar()
+        if new_objects_only and latest is not None and conn.execute(sa.select(l2_file.c.id).where(
+                (l2_file.c.bucket == notice.bucket) & (l2_file.c.s3_key == notice.key))).first() is not None:
+            # Found by listing the bucket, and recorded meanwhile by its notice (the SQS sensor runs
+            # beside the catch-up sensor): the same file, not a new version of it.
+            return False
+        if latest is not None and notice.reprocessing == "none" and notice.checksum:
             # The notice of a file the S3 catch-up found first (registered without a checksum):
             # the same file, which now gets its checksum.
             found = conn.execute(sa.select(l2_file.c.id).where(
@@ -49,8 +58,6 @@ class L2Ledger:
                 conn.execute(l2_file.update().where(l2_file.c.id == found.id).values(checksum=notice.checksum,
                                                                                    notice_key=key))
                 return False
-        latest = conn.execute(sa.select(sa.func.max(l2_file.c.reprocess_number))
-                              .where(l2_file.c.filename == notice.filename)).scalar()
         # The first notice of a file is reprocess number 0; every later version (reprocessed,
         # a data release, or new content under the same name) the next number.
         number = 0 if latest is None else int(latest) + 1
@@ -62,15 +69,18 @@ class L2Ledger:
         ))
         return True
 
-    def record_notices(self, notices: list[L2Notice], message_id: str) -> int:
-        """Record the files of one message (committed when this returns); how many were new."""
+    def record_notices(self, notices: list[L2Notice], message_id: str, new_objects_only: bool = False) -> int:
+        """Record the files of one message (committed when this returns); how many were new.
+
+        With ``new_objects_only``, a notice whose object (bucket and key) has a row already is not recorded.
+        """
         new = 0
         for notice in notices:
             key = notice_key(notice)
             for attempt in range(ATTEMPTS):
                 try:
                     with self.engine.begin() as conn:
-                        new += self._record_one(conn, notice, key, message_id)
+                        new += self._record_one(conn, notice, key, message_id, new_objects_only)
                     break
                 except IntegrityError:
                     # Another tick recorded this notice, or took the reprocess number: look again.
@@ -108,7 +118,10 @@ class L2Ledger:
                     known.update((bucket, k) for k in conn.execute(
                         sa.select(l2_file.c.s3_key).where((l2_file.c.bucket == bucket)
                                                           & l2_file.c.s3_key.in_(keys[start:start + 500]))).scalars())
-        return self.record_notices([n for n in notices if (n.bucket, n.key) not in known], message_id)
+        # Checked again inside each insert's transaction: a notice may be recorded between this look-up and
+        # the insert, and the file would otherwise be taken for a new version (reprocess number 1).
+        return self.record_notices([n for n in notices if (n.bucket, n.key) not in known], message_id,
+                                   new_objects_only=True)
 
     def record_rejected(self, message_id: str, reason: str, body: str) -> None:
         """Record a rejected message (once per message id)."""

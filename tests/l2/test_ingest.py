@@ -135,3 +135,26 @@ def test_database_outage_leaves_the_messages_in_the_queue(aws, queue, tmp_path):
     ledger = _ledger(sqlite_url(tmp_path / "rdmt.db"))
     _drain(aws, queue, ledger)
     assert len(ledger.files()) == 5
+
+
+def test_a_notice_recorded_while_the_catch_up_registers_its_object_is_one_file(tmp_path):
+    """The SQS sensor records a file between the catch-up sensor's look-up and its insert (both run at once)."""
+    from rdmt_dagster.l2.notices import L2Notice
+
+    database = Database(sqlite_url(tmp_path / "rdmt.db"))
+    database.upgrade()
+    ledger = L2Ledger(database)
+    name = _name(7)
+    key = f"wfi/2027/03/20/{name}"
+    from_sqs = L2Notice("roman-archive", key, name, None, "none", "sum7", 10)
+    from_listing = L2Notice("roman-archive", key, name, None, "none", "", 10)
+    record_notices = ledger.record_notices
+
+    def racing(notices, message_id, **kwargs):
+        ledger.record_many([([from_sqs], "sqs-message")])
+        return record_notices(notices, message_id, **kwargs)
+
+    ledger.record_notices = racing
+    assert ledger.record_unknown([from_listing], "s3-catchup:roman-archive/wfi/2027/03/20/") == 0
+    assert [(f["reprocess_number"], f["checksum"]) for f in ledger.files()] == [(0, "sum7")]
+    database.dispose()

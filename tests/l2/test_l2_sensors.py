@@ -152,8 +152,8 @@ def test_catch_up_registers_files_no_notice_announced_once(arm):
     first = catchup_tick(context, arm["rdmt"], l2, today=day)
     assert "1 file(s) registered" in first.skip_reason.skip_message
     assert set(statuses(arm)) == {n.filename for n in lost}
-    cursor = json.loads(first.cursor)
-    assert cursor[f"{BUCKET}/catchup/2027/03/20/"].endswith("readme.txt")
+    # The listing reached the end of the prefix: the next tick lists it from its start again.
+    assert f"{BUCKET}/catchup/2027/03/20/" not in json.loads(first.cursor)
     context = dg.build_sensor_context(instance=arm["instance"], resources={"rdmt": arm["rdmt"], "l2": l2},
                                       cursor=first.cursor)
     again = catchup_tick(context, arm["rdmt"], l2, today=day)
@@ -163,3 +163,18 @@ def test_catch_up_registers_files_no_notice_announced_once(arm):
     with arm["rdmt"].database().engine.connect() as conn:
         rows = conn.execute(sa.select(l2_file.c.filename, l2_file.c.checksum, l2_file.c.reprocess_number)).all()
     assert sorted(tuple(r) for r in rows) == sorted((n.filename, n.checksum, 0) for n in lost)
+
+
+def test_catch_up_finds_a_key_that_sorts_before_the_keys_it_listed(arm):
+    """Keys under a date prefix do not arrive in lexicographic order (programs, visits)."""
+    day = datetime(2027, 3, 20)
+    l2 = L2Config(bucket_prefixes=[f"{BUCKET}/order/%Y/%m/%d/"], catchup_days=0)
+    later = put_image(arm, "WFI09", 9, "2027-03-20T08:00:00", prefix="order")
+    context = dg.build_sensor_context(instance=arm["instance"], resources={"rdmt": arm["rdmt"], "l2": l2})
+    first = catchup_tick(context, arm["rdmt"], l2, today=day)
+    earlier = put_image(arm, "WFI02", 2, "2027-03-20T08:00:00", prefix="order")  # sorts before `later`
+    assert earlier.key < later.key
+    context = dg.build_sensor_context(instance=arm["instance"], resources={"rdmt": arm["rdmt"], "l2": l2},
+                                      cursor=first.cursor)
+    catchup_tick(context, arm["rdmt"], l2, today=day)
+    assert {later.filename, earlier.filename} <= set(statuses(arm))

@@ -63,8 +63,20 @@ def l2_store(rdmt: RDMTConfig) -> L2Store:
     return L2Store(database)
 
 
-def _record_failure(store: L2Store, row: L2FileRow, exc: Exception, log) -> None:
-    record_failure(row.filename, exc, lambda error: store.record_error(row.id, error), log)
+def _record_failure(store: L2Store, row: L2FileRow, exc: Exception, log) -> bool:
+    return record_failure(row.filename, exc, lambda error: store.record_error(row.id, error), log)
+
+
+def _fail_unrecorded(batch: str, what: str, filenames: list[str]) -> None:
+    """Fail the step when neither a file's results nor its error could be written (the database is down).
+
+    The files would stay claimed with nothing stored, and a run retried from
+    its failed step would not store them: failing this step makes the retry
+    do it again.
+    """
+    if filenames:
+        raise dg.Failure(description=f"batch {batch}: the {what} of {len(filenames)} file(s) could not be stored "
+                                     f"nor their error recorded: {', '.join(filenames[:5])}")
 
 
 class L2IOManager(dg.ConfigurableIOManager):
@@ -77,23 +89,28 @@ class L2IOManager(dg.ConfigurableIOManager):
         if context.asset_key.path[-1] == EVALUATIONS:
             self._store_evaluations(context, store, obj)
         else:
+            unrecorded = []
             for row in obj.rows:
                 try:
                     store.write_measurements(row.id, obj.metric_sets.get(row.id, []))
                 except Exception as exc:  # per-file isolation
-                    _record_failure(store, row, exc, context.log)
+                    if not _record_failure(store, row, exc, context.log):
+                        unrecorded.append(row.filename)
+            _fail_unrecorded(obj.batch, "measurements", unrecorded)
 
     def _store_evaluations(self, context, store: L2Store, obj: L2Batch) -> None:
-        results = []
+        results, unrecorded = [], []
         for row in obj.rows:
             try:
                 for evaluation_set in obj.evaluations.get(row.id, []):
                     store.write_evaluation(row.id, evaluation_set)
             except Exception as exc:  # per-file isolation
-                _record_failure(store, row, exc, context.log)
+                if not _record_failure(store, row, exc, context.log):
+                    unrecorded.append(row.filename)
                 continue
             by_monitor = {es.info.monitor: es for es in obj.evaluations.get(row.id, [])}
             results += [(row, ms, by_monitor.get(ms.info.monitor)) for ms in obj.metric_sets.get(row.id, [])]
+        _fail_unrecorded(obj.batch, "evaluations", unrecorded)
         try:
             L2ParquetStore(self.rdmt.parquet().root).write_batch(obj.batch, results)
         except Exception as exc:  # the database holds the results; Parquet is a copy for analysis

@@ -15,6 +15,12 @@ Environment (read in `l2_config_from_env`, at the definitions):
     every detector), or when its oldest has waited this many seconds (120).
 ``RDMT_L2_DELETE_REJECTED``
     ``0`` leaves rejected messages to the queue's redrive policy.
+``RDMT_L2_CLAIM_TIMEOUT``
+    Minutes after which the claims of a batch whose run is not in progress return to pending (30).
+``RDMT_L2_MAX_RUN_SECONDS``
+    The ``dagster/max_runtime`` of a batch's run (900, several times a loaded
+    run): with run monitoring on, a run whose worker died is failed after it,
+    and retried.
 
 AWS endpoint and credentials come from boto3's usual sources
 (``AWS_ENDPOINT_URL`` for a local server such as moto).
@@ -41,6 +47,7 @@ class L2Config(dg.ConfigurableResource):
     delete_rejected: bool = True
     check_objects: bool = True
     claim_timeout_minutes: float = 30.0
+    max_run_seconds: float = 900.0
     workdir: str | None = None
 
     def sqs(self):
@@ -87,4 +94,6 @@ def l2_config_from_env() -> L2Config:
         batch_size=max(1, _number("RDMT_L2_BATCH_SIZE", 18, int)),
         max_wait_seconds=max(0.0, _number("RDMT_L2_MAX_WAIT", 120.0)),
         delete_rejected=os.environ.get("RDMT_L2_DELETE_REJECTED", "1").strip().lower() not in ("0", "false", "no"),
+        claim_timeout_minutes=max(1.0, _number("RDMT_L2_CLAIM_TIMEOUT", 30.0)),
+        max_run_seconds=max(60.0, _number("RDMT_L2_MAX_RUN_SECONDS", 900.0)),
     )

@@ -118,6 +118,10 @@ def catchup_tick(context, rdmt: RDMTConfig, l2: L2Config, today: datetime | None
             except NoticeError:
                 skipped += 1  # not an L2 image (catalogs, logs, other products)
         registered += ledger.record_unknown(notices, message_id=f"s3-catchup:{place}"[:128])
+        if not answer.get("IsTruncated"):
+            # The listing reached the end of the prefix: the next tick lists it again from the start, so that
+            # keys that arrived after the cursor had passed their place in the (lexicographic) order are seen.
+            cursor.pop(place, None)
     # Prefixes that rolled out of the window leave the cursor.
     cursor = {k: v for k, v in cursor.items() if k in {f"{b}/{p}" for b, p in prefixes}}
     summary = f"{registered} file(s) registered from {len(prefixes)} prefix(es), {skipped} other object(s)"
@@ -203,7 +207,8 @@ def batch_tick(context, rdmt: RDMTConfig, l2: L2Config, now: datetime | None = N
             if not claimed:
                 break
             runs.append(dg.RunRequest(run_key=batch, partition_key=day,
-                                      tags={BATCH_TAG: batch, "rdmt/source": "l2_batch_sensor"}))
+                                      tags={BATCH_TAG: batch, "rdmt/source": "l2_batch_sensor",
+                                            "dagster/max_runtime": str(int(l2.max_run_seconds))}))
             context.log.info(f"batch {batch}: {len(claimed)} file(s) observed on {day}")
     if not runs:
         return dg.SkipReason(f"no batch ready ({read} header(s) read)")
