@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from rdmt_dagster.defs.l2.partitions import l2_day_partitions
+from rdmt_dagster.defs.l2.partitions import DAYS_AHEAD, l2_day_partitions
 from rdmt_dagster.definitions import build_definitions
 from rdmt_dagster.resources import RDMTConfig
 
@@ -55,7 +55,15 @@ def test_l2_partitions_are_days_and_include_today_and_simulated_seasons():
     assert "2027-03-20" in keys  # romanisim's and the demo's bulge season
     first, last = date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])
     assert len(keys) == (last - first).days + 1  # one per day, whatever the number of files
-    assert last >= today + timedelta(days=365)
+    assert last >= today + timedelta(days=DAYS_AHEAD)
+
+
+def test_five_years_of_l2_partitions_stay_within_2000_keys():
+    from datetime import datetime
+
+    five_years_on = datetime(2031, 9, 1)  # five years after the first day, 2026-09-01
+    days = (five_years_on - datetime(2026, 9, 1)).days + 1  # both ends included
+    assert len(l2_day_partitions.get_partition_keys(current_time=five_years_on)) == days + DAYS_AHEAD <= 2000
 
 
 def test_sensor_defaults_follow_the_environment(monkeypatch):

@@ -3,9 +3,10 @@
 One partition per day whatever the number of files (~13,000 a day at the
 survey peak): per-file state lives in the ``l2_file`` table. The range runs
 from ``RDMT_L2_FIRST_DAY`` (default 2026-09-01, before launch) to
-``RDMT_L2_DAYS_AHEAD`` days after today (default 730): until launch most
+``RDMT_L2_DAYS_AHEAD`` days after today (default 150): until launch most
 images are simulations observed months ahead (romanisim's 2027 bulge
-season), and they need a partition too. Both are read when the code
+season), and they need a partition too. 150 days keep the set within 2,000
+keys per asset over five years of operations (1,827 + 150). Both are read when the code
 location loads, as a partition set must be fixed then.
 """
 
@@ -15,7 +16,7 @@ from datetime import date
 import dagster as dg
 
 FIRST_DAY = "2026-09-01"
-DAYS_AHEAD = 730
+DAYS_AHEAD = 150
 
 
 def _first_day() -> str:
