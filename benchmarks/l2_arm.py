@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import shutil
 import socket
@@ -319,23 +318,33 @@ def _write_image(job) -> str:
     return str(path)
 
 
-def latency_images(workers: int = 2) -> tuple[list[Path], Path, float]:
-    """18 full-size images (one per detector, exposure 1) and their merged catalog; seconds spent writing."""
+def detector_images(folder: Path, exposure: int, workers: int = 2, announce=None) -> tuple[list[Path], Path, float]:
+    """Full-size images of one exposure, one per detector, in ``folder``, and their merged catalog.
+
+    Images already there are kept; ``announce(n)`` is called before ``n`` are
+    written. Returns the paths, the catalog and the seconds spent writing.
+    """
     from rdmt_dagster.synthetic import DETECTORS
     from rdmt_dagster.synthetic.l2 import catalog_path, l2_filename, merge_catalogs, scene_for
 
-    folder = DATA / "l2_latency"
-    scenes = [scene_for(det, 1) for det in DETECTORS]
+    scenes = [scene_for(det, exposure) for det in DETECTORS]
     paths = [folder / l2_filename(scene) for scene in scenes]
     todo = [(str(p), s) for p, s in zip(paths, scenes) if not (p.exists() and catalog_path(p).exists())]
     t0 = time.perf_counter()
     if todo:
+        if announce is not None:
+            announce(len(todo))
         with ProcessPoolExecutor(max_workers=workers) as pool:
             list(pool.map(_write_image, todo))
     catalog = folder / "catalog.parquet"
     if todo or not catalog.exists():
         merge_catalogs(paths, catalog)
     return paths, catalog, time.perf_counter() - t0
+
+
+def latency_images(workers: int = 2) -> tuple[list[Path], Path, float]:
+    """18 full-size images (one per detector, exposure 1) and their merged catalog; seconds spent writing."""
+    return detector_images(DATA / "l2_latency", 1, workers)
 
 
 def _child_env(workdir: Path, queue: str, catalog: Path) -> dict:

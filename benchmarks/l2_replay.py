@@ -194,24 +194,10 @@ def _stats(values: list[float]) -> dict:
 # -- images -------------------------------------------------------------------------------
 def pool_images(workers: int = 2) -> tuple[list[Path], Path, float]:
     """The 18 pool images (exposure 1000, one per detector) and their merged catalog; seconds spent writing."""
-    from concurrent.futures import ProcessPoolExecutor
+    from l2_arm import detector_images
 
-    from l2_arm import _write_image
-    from rdmt_dagster.synthetic import DETECTORS
-    from rdmt_dagster.synthetic.l2 import catalog_path, l2_filename, merge_catalogs, scene_for
-
-    scenes = [scene_for(det, POOL_EXPOSURE) for det in DETECTORS]
-    paths = [POOL / l2_filename(scene) for scene in scenes]
-    todo = [(str(p), s) for p, s in zip(paths, scenes) if not (p.exists() and catalog_path(p).exists())]
-    t0 = time.perf_counter()
-    if todo:
-        _log(f"writing {len(todo)} pool image(s) into {POOL} (once)")
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(_write_image, todo))
-    catalog = POOL / "catalog.parquet"
-    if todo or not catalog.exists():
-        merge_catalogs(paths, catalog)
-    return paths, catalog, time.perf_counter() - t0
+    return detector_images(POOL, POOL_EXPOSURE, workers,
+                           announce=lambda n: _log(f"writing {n} pool image(s) into {POOL} (once)"))
 
 
 _TIME = rb"!time/time-[0-9.]+ (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})\r?\n"
@@ -403,13 +389,9 @@ def _stat(pid: int):
 
 
 def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
+    from run import TreeMemory
+
+    return TreeMemory._children(pid)
 
 
 def _cmdline(pid: int) -> str:
