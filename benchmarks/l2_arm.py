@@ -63,6 +63,13 @@ def _environment(values: dict, remove: tuple = ()):
                 os.environ[k] = v
 
 
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextlib.contextmanager
 def _moto():
     """A moto server on 127.0.0.1 in a process of its own (dummy credentials and its endpoint in the
@@ -71,13 +78,10 @@ def _moto():
     Its own process, as AWS is another machine: a moto server in the benchmark's process would share its
     interpreter lock and charge moto's Python time to the code being measured.
     """
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"

@@ -145,7 +145,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -602,9 +601,9 @@ class Proxy:
     """`proxy_main` in a process of its own (the daemon's database traffic does not pass through this one)."""
 
     def __init__(self, target: int):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        from l2_arm import free_port
+
+        self.port = free_port()
         self.proc = subprocess.Popen([sys.executable, __file__, "--proxy", str(self.port), str(target)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._expect("ready")

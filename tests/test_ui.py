@@ -11,7 +11,6 @@ value (read from the RDMT database); every page is kept as a screenshot in
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,18 +24,13 @@ from rdmt_dagster.definitions import REFERENCE_FILE_JOB, build_definitions
 from rdmt_dagster.resources import RDMTConfig
 
 from .browser import Browser, chromium_path
+from .conftest import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # Screenshots of every page the tests look at, to be looked at by a person too.
 SHOTS = Path(os.environ.get("RDMT_UI_SHOTS", "/tmp/shots"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def daemon_env(home: Path) -> dict:
