@@ -28,6 +28,21 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def require_chromium(what: str) -> str:
+    """Chromium's path; without it ``what`` is skipped loudly (a failure when ``RDMT_REQUIRE_SERVERS`` is set)."""
+    import os
+
+    import pytest
+
+    path = chromium_path()
+    if path is None:
+        message = f"chromium is not installed (apt-get install chromium): SKIPPING {what}"
+        if os.environ.get("RDMT_REQUIRE_SERVERS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 class Browser:
     """One headless Chromium with one page; use as a context manager."""
 

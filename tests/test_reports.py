@@ -20,6 +20,8 @@ from rdmt_dagster.science.standards import Standards
 from rdmt_dagster.storage.database import Database, sqlite_url
 from rdmt_dagster.synthetic import DarkAnomaly, dark_filename, write_dark
 
+from .browser import require_chromium
+
 pytestmark = pytest.mark.slow
 
 DELIVERIES = [
@@ -344,7 +346,7 @@ def test_index_groups_by_month_and_names_failed_metrics(site):
     assert "could not be monitored" in by_name[BROKEN][3]
     html = (site["out"] / "index.html").read_text()
     assert '<form class="filters" id="filters" hidden>' in html and html.count("<script>") == 1
-    assert f'data-status="failed"' in html and 'data-detector="WFI01"' in html
+    assert 'data-status="failed"' in html and 'data-detector="WFI01"' in html
 
 
 def test_index_groups_by_recorded_delivery(site, tmp_path):
@@ -369,23 +371,11 @@ def test_index_groups_by_recorded_delivery(site, tmp_path):
     assert [re.search(r"\[([^\]]+)\]", r[2]).group(1) for r in groups[1][1]] == names[:2]
 
 
-def _chromium() -> str | None:
-    import shutil
-
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_index_filter_works_from_a_file_url(site, tmp_path):
     """The inline filter runs from file:// in a real browser; its choice can be given in the address."""
-    import os
     import subprocess
 
-    browser = _chromium()
-    if browser is None:
-        message = "chromium is not installed (apt-get install chromium): SKIPPING the index filter test"
-        if os.environ.get("RDMT_REQUIRE_SERVERS"):
-            pytest.fail(message)
-        pytest.skip(message)
+    browser = require_chromium("the index filter test")
     url = (site["out"] / "index.html").as_uri() + "#status=failed"
     result = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

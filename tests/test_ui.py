@@ -23,7 +23,7 @@ import pytest
 from rdmt_dagster.definitions import REFERENCE_FILE_JOB, build_definitions
 from rdmt_dagster.resources import RDMTConfig
 
-from .browser import Browser, chromium_path
+from .browser import Browser, require_chromium
 from .conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -156,13 +156,7 @@ def test_graphql_lists_every_asset_check_and_sensor(webserver):
 
 
 def chromium() -> str:
-    path = chromium_path()
-    if path is None:
-        message = "chromium is not installed (apt-get install chromium): SKIPPING the UI screenshot test"
-        if os.environ.get("RDMT_REQUIRE_SERVERS"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_chromium("the UI screenshot test")
 
 
 def test_sensor_ticks_and_runs_of_the_daemon_show_on_the_web_server(webserver):

@@ -39,6 +39,8 @@ from rdmt_dagster.storage.l2_ledger import L2Ledger
 from rdmt_dagster.storage.l2_store import L2Store
 from rdmt_dagster.storage.l2_tables import l2_file
 
+from ..browser import require_chromium
+
 DAY = "2027-03-20"
 HISTORY_DAYS = ["2027-03-15", "2027-03-16", "2027-03-17", "2027-03-18", "2027-03-19"]
 BUCKET = "roman-archive"
@@ -467,17 +469,8 @@ def test_same_pages_and_message_on_postgresql_and_mariadb(l2_site, backend, requ
 
 # -- a look at the page -------------------------------------------------------------------
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_day_page_renders_in_headless_chromium(l2_site, tmp_path):
-    browser = _chromium()
-    if browser is None:
-        message = "chromium is not installed (apt-get install chromium): SKIPPING the L2 page screenshot"
-        if os.environ.get("RDMT_REQUIRE_SERVERS"):
-            pytest.fail(message)
-        pytest.skip(message)
+    browser = require_chromium("the L2 page screenshot")
     shot = tmp_path / "l2_day.png"
     page = l2_site["pages"][DAY]
     result = subprocess.run(
