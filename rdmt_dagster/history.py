@@ -50,7 +50,6 @@ SCALE_REGIONS = {"detector": range(0, 1), "amp": range(1, 33), "superpixel": ran
 SCALES = tuple(SCALE_REGIONS)
 EVALUATOR_ORDER = ("mission", "soc", "change", "trend")
 MEASURED = ("ok", "error")  # L2 rows whose results are in (rdmt_dagster.storage.l2_store)
-IN_CHUNK = 500
 
 
 # -- where the database is ---------------------------------------------------------
@@ -146,31 +145,12 @@ def full_metric_name(metric: str, scale: str) -> str:
     return f"{scale}_{metric}"
 
 
-def _chunks(values: list, size: int = IN_CHUNK):
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
-# Every read below reaches its rows by a primary key or an index, one table at
-# a time: the files first (small tables), then their values and verdicts by
-# file id. Joined in one statement, SQLite (without statistics) may scan all of
-# metric_value (~9,000 rows per file) or all evaluations of a file (~34,000)
-# instead; step by step, a year of weekly darks is read in milliseconds.
-
-@dataclass(frozen=True)
-class _File:
-    """A file whose results are read: a reference file, or an L2 image at one reprocess number."""
-
-    arm: str
-    id: int
-    filename: str
-    reprocess_number: int
-    detector: str
-    monitor: str  # of a reference file; "" for an L2 image (one per measurement)
-    observed_at: datetime | None
-    received_at: datetime | None
-    delivery: str | None
-
+# Each arm is read with one or two statements whatever the number of files:
+# the files that match, joined by primary key to their latest evaluation and
+# to the rows of one metric (a history) or to the failed verdicts (failures).
+# Reading by chunks of file ids instead took ~500 statements for one detector
+# over a year of L2 images, and most of the time went to binding their
+# parameters (benchmarks/five_year_scale.py).
 
 def _newest_reference_run():
     """``evaluation_run`` rows that are their file's latest: newest ``evaluated_at``, then smallest hash.
@@ -191,124 +171,170 @@ def _newest_l2_row():
                               & (newer.c.reprocess_number > f.c.reprocess_number))
 
 
-def _reference_files(conn, *, detector=None, observed_since=None, received_since=None,
-                     delivery=None) -> dict[int, _File]:
-    """The measured reference files matching the filters (``delivery``: its delivery id or measuring run)."""
-    f = t.reference_file
-    query = sa.select(f.c.id, f.c.filename, f.c.version, f.c.detector, f.c.monitor, f.c.useafter, f.c.registered_at,
-                      f.c.delivery).where(f.c.status == "ok")
-    if detector is not None:
-        query = query.where(f.c.detector == detector)
-    if observed_since is not None:
-        query = query.where(f.c.useafter >= observed_since)
-    if received_since is not None:
-        query = query.where(f.c.registered_at >= received_since)
-    if delivery is not None:
-        query = query.where((f.c.delivery == delivery) | (f.c.run_id == delivery))
-    # A replaced file's versions count as its reprocessings (as in `rdmt status`).
-    return {r.id: _File("reference", r.id, r.filename, max(int(r.version or 1) - 1, 0), r.detector, r.monitor,
-                        r.useafter, r.registered_at, r.delivery) for r in conn.execute(query)}
+def _after(file_id):
+    """``file_id`` as an expression, so that a join on it reads this table after the one it comes from.
+
+    The values and verdicts are keyed by (file, [monitor,] standards hash,
+    metric, ...): reached with the monitor and hash of the latest evaluation,
+    one look-up finds them. Joined on a bare ``file_id = file_id``, SQLite
+    (without statistics) may read them before the evaluation, by file id
+    alone: every row of the file (~1,500 per L2 image, ~34,000 per dark).
+    An expression (``+ 0``) is not a column equality SQLite can carry over to
+    the file, so the order it must take is file, evaluation, values;
+    PostgreSQL and MariaDB plan it as the plain join.
+    """
+    return file_id + 0
 
 
-def _l2_files(conn, *, detector=None, observed_since=None, received_since=None, delivery=None) -> dict[int, _File]:
-    """The newest measured row of each L2 image matching the filters."""
-    f = l2_file
-    query = (sa.select(f.c.id, f.c.filename, f.c.reprocess_number, f.c.detector, f.c.exposure_start,
-                       f.c.received_at, f.c.claimed_by).where(f.c.status.in_(MEASURED) & _newest_l2_row()))
-    if detector is not None:
-        query = query.where(f.c.detector == detector)
-    if observed_since is not None:
-        # observation_day is the indexed UTC day of exposure_start: it narrows the search.
-        query = query.where((f.c.exposure_start >= observed_since)
-                            & (f.c.observation_day >= observed_since.strftime("%Y-%m-%d")))
-    if received_since is not None:
-        query = query.where(f.c.received_at >= received_since)
-    if delivery is not None:
-        query = query.where(f.c.claimed_by == delivery)
-    return {r.id: _File("l2", r.id, r.filename, r.reprocess_number, r.detector, "", r.exposure_start, r.received_at,
-                        r.claimed_by) for r in conn.execute(query)}
+def _in_written_order(query):
+    """``query`` joined in the order written (files, latest evaluation, values or verdicts) on MariaDB.
+
+    Right after a bulk load InnoDB's statistics can describe empty tables and
+    MariaDB may then start from the values (as in
+    `rdmt_dagster.storage.database`): STRAIGHT_JOIN keeps the order.
+    """
+    for dialect in ("mysql", "mariadb"):
+        query = query.prefix_with("STRAIGHT_JOIN", dialect=dialect)
+    return query
 
 
-def _latest_reference_runs(conn, file_ids) -> dict[tuple[int, str], str]:
-    """(file id, monitor "") -> the standards hash of the file's latest evaluation run."""
-    r = t.evaluation_run
-    out = {}
-    for chunk in _chunks(sorted(file_ids)):
-        query = sa.select(r.c.file_id, r.c.standards_hash).where(r.c.file_id.in_(chunk) & _newest_reference_run())
-        out.update({(row.file_id, ""): row.standards_hash for row in conn.execute(query)})
-    return out
+def _without_jit(conn) -> None:
+    """PostgreSQL: no JIT compilation for the rest of this transaction.
+
+    The planner's cost of reading a year of one detector (~10^5 index look-ups)
+    passes the JIT thresholds, and compiling the plan took 1.4 s of a 1.9 s
+    statement (``benchmarks/five_year_scale.py``); the look-ups themselves
+    gain nothing from it.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL jit = off")
 
 
-def _l2_measurements(conn, file_ids) -> dict[tuple[int, str], str | None]:
-    """(file id, monitor) -> the standards hash of the monitor's latest evaluation (None: not evaluated yet),
-    for the monitors that measured the file."""
-    ms = l2_measurement
-    out = {}
-    for chunk in _chunks(sorted(file_ids)):
-        query = sa.select(ms.c.file_id, ms.c.monitor, ms.c.standards_hash).where(
-            ms.c.file_id.in_(chunk) & (ms.c.status == "ok"))
-        out.update({(row.file_id, row.monitor): row.standards_hash for row in conn.execute(query)})
-    return out
+@dataclass(frozen=True)
+class _Arm:
+    """One arm's tables as the queries join them.
+
+    ``latest`` is the row naming each file's latest evaluation (its
+    ``standards_hash``): the file's newest ``evaluation_run`` (reference
+    files), or each monitor's ``l2_measurement`` (L2 images). ``on_latest``
+    joins it to the file; ``evaluations_of_latest`` / ``values_of`` join the
+    verdicts and the values of that evaluation by primary key.
+    """
+
+    name: str
+    files: sa.Table
+    latest: sa.Table
+    values: sa.Table
+    evaluations: sa.Table
+
+    @property
+    def monitor(self):
+        """The monitor of a value: the file's (reference) or the measurement's (L2)."""
+        return self.files.c.monitor if self.name == "reference" else self.latest.c.monitor
+
+    def on_latest(self):
+        f, latest = self.files, self.latest
+        if self.name == "reference":
+            return (latest.c.file_id == f.c.id) & _newest_reference_run()
+        return (latest.c.file_id == f.c.id) & (latest.c.status == "ok")
+
+    def evaluations_of_latest(self):
+        e, latest = self.evaluations, self.latest
+        on = (e.c.file_id == _after(latest.c.file_id)) & (e.c.standards_hash == latest.c.standards_hash)
+        return on & (e.c.monitor == latest.c.monitor) if self.name == "l2" else on
+
+    def values_of(self, file_id, monitor):
+        v = self.values
+        return (v.c.file_id == file_id) & (v.c.monitor == monitor) if self.name == "l2" else v.c.file_id == file_id
+
+    def file_columns(self, received: bool = True):
+        """id, filename, reprocess number, detector, monitor, observed, received (or NULL), delivery of each file."""
+        f = self.files
+        if not received:  # one date fewer to parse per row (SQLite stores dates as text)
+            columns = self.file_columns()
+            columns[6] = sa.null()
+            return columns
+        if self.name == "reference":
+            # A replaced file's versions count as its reprocessings (as in `rdmt status`).
+            return [f.c.id, f.c.filename, f.c.version, f.c.detector, f.c.monitor, f.c.useafter, f.c.registered_at,
+                    f.c.delivery]
+        return [f.c.id, f.c.filename, f.c.reprocess_number, f.c.detector, self.latest.c.monitor, f.c.exposure_start,
+                f.c.received_at, f.c.claimed_by]
+
+    def where(self, *, detector=None, observed_since=None, received_since=None, delivery=None):
+        """The measured files (the newest measured row of an L2 image) matching the filters.
+
+        ``delivery``: a reference file's delivery id or measuring run, an L2 image's batch.
+        """
+        f = self.files
+        if self.name == "reference":
+            where = f.c.status == "ok"
+            if observed_since is not None:
+                where &= f.c.useafter >= observed_since
+            if received_since is not None:
+                where &= f.c.registered_at >= received_since
+            if delivery is not None:
+                where &= (f.c.delivery == delivery) | (f.c.run_id == delivery)
+        else:
+            where = f.c.status.in_(MEASURED) & _newest_l2_row()
+            if observed_since is not None:
+                # observation_day is the indexed UTC day of exposure_start: it narrows the search.
+                where &= ((f.c.exposure_start >= observed_since)
+                          & (f.c.observation_day >= observed_since.strftime("%Y-%m-%d")))
+            if received_since is not None:
+                where &= f.c.received_at >= received_since
+            if delivery is not None:
+                where &= f.c.claimed_by == delivery
+        if detector is not None:
+            where &= f.c.detector == detector
+        return where
 
 
-def _by_file_key(table: sa.Table, keys, where):
-    """Statements selecting from ``table`` the rows of ``keys`` ((file id, monitor) pairs; monitor "" for a
-    table without one) that match ``where``: one per monitor and chunk of file ids, by primary-key prefix."""
-    by_monitor: dict[str, list[int]] = {}
-    for file_id, monitor in keys:
-        by_monitor.setdefault(monitor, []).append(file_id)
-    for monitor, file_ids in sorted(by_monitor.items()):
-        for chunk in _chunks(sorted(set(file_ids))):
-            condition = table.c.file_id.in_(chunk) & where
-            if monitor:
-                condition &= table.c.monitor == monitor
-            yield monitor, condition
+_ARMS = {
+    "reference": _Arm("reference", t.reference_file, t.evaluation_run, t.metric_value, t.evaluation),
+    "l2": _Arm("l2", l2_file, l2_measurement, l2_metric_value, l2_evaluation),
+}
 
 
-def _evaluation_rows(conn, table: sa.Table, latest: dict, where):
-    """(monitor, standards hash, (file id, metric, region, evaluator, passed, threshold, lower, reference)) of
-    the evaluations matching ``where`` of each (file, monitor) of ``latest``, under the standards hash
-    ``latest`` gives it (one statement per hash, monitor and chunk of files)."""
-    by_hash: dict[str, list[tuple[int, str]]] = {}
-    for key, standards_hash in latest.items():
-        if standards_hash is not None:
-            by_hash.setdefault(standards_hash, []).append(key)
-    columns = [table.c.file_id, table.c.metric, table.c.region, table.c.evaluator, table.c.passed,
-               table.c.threshold, table.c.lower, table.c.reference]
-    for standards_hash, keys in sorted(by_hash.items()):
-        for monitor, condition in _by_file_key(table, keys, where & (table.c.standards_hash == standards_hash)):
-            # All at once, unpacked by position: a history of every super-pixel is ~10^5 rows.
-            for row in conn.execute(sa.select(*columns).where(condition)).all():
-                yield monitor, standards_hash, row
+def _reprocess_number(arm: str, stored) -> int:
+    return max(int(stored or 1) - 1, 0) if arm == "reference" else int(stored)
 
 
-def _points(conn, arm: str, files: dict[int, _File], metric: str, scale: str, region) -> list[HistoryPoint]:
-    """The values of ``metric`` at ``scale`` (and ``region``) in ``files``, with their latest verdicts."""
+def _points(conn, arm: _Arm, where, metric: str, scale: str, region) -> list[HistoryPoint]:
+    """The values of ``metric`` at ``scale`` (and ``region``) in the files ``where`` selects, with the
+    verdicts of their latest evaluation: two statements (values, verdicts)."""
     name = full_metric_name(metric, scale)
-    values_table, evaluations = ((t.metric_value, t.evaluation) if arm == "reference"
-                                 else (l2_metric_value, l2_evaluation))
-    latest = (_latest_reference_runs(conn, files) if arm == "reference" else _l2_measurements(conn, files))
-    keys = {(file_id, "") for file_id in files} if arm == "reference" else set(latest)
-    where = (values_table.c.metric == name) & (values_table.c.scale == scale)
+    f, latest, v, e = arm.files, arm.latest, arm.values, arm.evaluations
+    on_values = arm.values_of(_after(latest.c.file_id) if arm.name == "l2" else f.c.id, arm.monitor) & (
+        v.c.metric == name) & (v.c.scale == scale)
+    on_verdicts = arm.evaluations_of_latest() & (e.c.metric == name)
     if region is not None:
-        where &= values_table.c.region == region
+        on_values &= v.c.region == region
+        on_verdicts &= e.c.region == region
+    # A reference file not evaluated yet still has its values: its latest run is an outer join.
+    files = (f.outerjoin(latest, arm.on_latest()) if arm.name == "reference" else f.join(latest, arm.on_latest()))
+    values = _in_written_order(sa.select(
+        *arm.file_columns(received=False), latest.c.standards_hash, v.c.region, v.c.value, v.c.unit).select_from(
+        files.join(v, on_values)).where(where))
     points: dict[tuple, HistoryPoint] = {}
-    for monitor, condition in _by_file_key(values_table, keys, where):
-        query = sa.select(values_table.c.file_id, values_table.c.region, values_table.c.value, values_table.c.unit)
-        for file_id, at, value, unit in conn.execute(query.where(condition)).all():
-            f = files[file_id]
-            points[(file_id, monitor, at)] = HistoryPoint(
-                arm, f.id, f.filename, f.reprocess_number, f.detector, monitor or f.monitor, f.observed_at,
-                f.delivery, metric, scale, at, value, unit, latest.get((file_id, monitor)))
-    verdicts = evaluations.c.metric == name
-    if region is not None:
-        verdicts &= evaluations.c.region == region
-    for monitor, _, (file_id, _, at, evaluator, passed, threshold, lower, reference) in _evaluation_rows(
-            conn, evaluations, latest, verdicts):
+    for (file_id, filename, stored, detector, monitor, observed, _, delivery, standards_hash, at, value,
+         unit) in conn.execute(values).all():
+        points[(file_id, monitor, at)] = HistoryPoint(
+            arm.name, file_id, filename, _reprocess_number(arm.name, stored), detector, monitor, observed, delivery,
+            metric, scale, at, value, unit, standards_hash)
+    if not points:
+        return []
+    if arm.name == "l2":
+        # Only the monitors that measured the metric (one, usually): the others' evaluations need not be
+        # looked up for every image.
+        on_verdicts &= latest.c.monitor.in_(sorted({monitor for _, monitor, _ in points}))
+    verdicts = _in_written_order(sa.select(
+        e.c.file_id, arm.monitor, e.c.region, e.c.evaluator, e.c.passed, e.c.threshold, e.c.lower,
+        e.c.reference).select_from(f.join(latest, arm.on_latest()).join(e, on_verdicts)).where(where))
+    for file_id, monitor, at, evaluator, passed, threshold, lower, reference in conn.execute(verdicts).all():
         point = points.get((file_id, monitor, at))
-        if point is not None:
-            point.evaluations[evaluator] = Verdict(None if passed is None else bool(passed), threshold, lower,
-                                                   reference)
+        if point is not None:  # passed: True, False or None already (a Boolean column)
+            point.evaluations[evaluator] = Verdict(passed, threshold, lower, reference)
     return list(points.values())
 
 
@@ -365,12 +391,11 @@ def metric_history(conn, metric: str, *, detector: str | None = None, scale: str
     """
     region = check_scale_region(scale, region)
     points: list[HistoryPoint] = []
-    if "reference" in arms:
-        files = _reference_files(conn, detector=detector, observed_since=since)
-        points += _points(conn, "reference", files, metric, scale, region)
-    if "l2" in arms:
-        files = _l2_files(conn, detector=detector, observed_since=since)
-        points += _points(conn, "l2", files, metric, scale, region)
+    _without_jit(conn)
+    for name in ARMS:
+        if name in arms:
+            arm = _ARMS[name]
+            points += _points(conn, arm, arm.where(detector=detector, observed_since=since), metric, scale, region)
     return sorted(points, key=_time_order)
 
 
@@ -424,36 +449,32 @@ def excess(value, threshold, lower, reference) -> float:
     return abs(value - threshold) / max(abs(threshold), 1e-300)
 
 
-def _failed_groups(conn, arm: str, files: dict[int, _File]) -> list[FailureGroup]:
-    """The failed verdicts of the latest evaluation of ``files``, grouped, with the values judged."""
-    values_table, evaluations = ((t.metric_value, t.evaluation) if arm == "reference"
-                                 else (l2_metric_value, l2_evaluation))
-    latest = (_latest_reference_runs(conn, files) if arm == "reference" else _l2_measurements(conn, files))
-    failed = list(_evaluation_rows(conn, evaluations, latest, evaluations.c.passed.is_(False)))
-    # The values judged: of the failing metrics only, by (file, [monitor,] metric) key prefix.
-    wanted: dict[tuple[int, str], set[str]] = {}
-    for monitor, _, (file_id, metric, *_) in failed:
-        wanted.setdefault((file_id, monitor), set()).add(metric)
-    values: dict[tuple, tuple] = {}
-    metrics = sorted({m for names in wanted.values() for m in names})
-    for chunk in _chunks(metrics):
-        where = values_table.c.metric.in_(chunk)
-        for monitor, condition in _by_file_key(values_table, wanted, where):
-            query = sa.select(values_table.c.file_id, values_table.c.metric, values_table.c.region,
-                              values_table.c.scale, values_table.c.value, values_table.c.unit)
-            for file_id, metric, at, scale, value, unit in conn.execute(query.where(condition)).all():
-                values[(file_id, monitor, metric, at)] = (scale, value, unit)
+def _failed_groups(conn, arm: _Arm, where) -> list[FailureGroup]:
+    """The failed verdicts of the latest evaluation of the files ``where`` selects, grouped, with the values
+    judged: one statement."""
+    f, latest, v, e = arm.files, arm.latest, arm.values, arm.evaluations
+    # Only evaluations that counted a failure are opened: the count is stored with each evaluation.
+    failing = arm.on_latest() & (latest.c.n_failed > 0)
+    if arm.name == "l2":
+        where &= f.c.n_failed > 0  # the file's own count, read with the file row
+    on_value = arm.values_of(e.c.file_id, arm.monitor) & (v.c.metric == e.c.metric) & (v.c.region == e.c.region)
+    query = _in_written_order(sa.select(
+        *arm.file_columns(), latest.c.standards_hash, e.c.metric, e.c.region, e.c.evaluator, e.c.threshold,
+        e.c.lower, e.c.reference, v.c.scale, v.c.value, v.c.unit).select_from(
+        f.join(latest, failing).join(e, arm.evaluations_of_latest() & e.c.passed.is_(False)).outerjoin(v, on_value)
+    ).where(where))
     groups: dict[tuple, FailureGroup] = {}
-    for monitor, standards_hash, (file_id, metric, at, evaluator, _, threshold, lower, reference) in failed:
-        f = files[file_id]
-        scale, value, unit = values.get((file_id, monitor, metric, at), (_scale_of(metric), None, ""))
+    for (file_id, filename, stored, detector, monitor, observed, received, delivery, standards_hash, metric, at,
+         evaluator, threshold, lower, reference, scale, value, unit) in conn.execute(query).all():
+        if scale is None:  # the value row is gone: the scale from the name
+            scale, unit = _scale_of(metric), ""
         key = (file_id, monitor, metric, evaluator)
         group = groups.get(key)
         if group is None:
             base = metric[len(scale) + 1:] if metric.startswith(scale + "_") else metric
-            groups[key] = FailureGroup(arm, f.filename, f.reprocess_number, f.detector, monitor or f.monitor,
-                                       f.observed_at, f.received_at, f.delivery, base, scale, evaluator,
-                                       standards_hash, 1, at, value, unit, threshold, lower, reference)
+            groups[key] = FailureGroup(arm.name, filename, _reprocess_number(arm.name, stored), detector, monitor,
+                                       observed, received, delivery, base, scale, evaluator, standards_hash, 1, at,
+                                       value, unit, threshold, lower, reference)
             continue
         group.n_regions += 1
         new, old = (excess(value, threshold, lower, reference),
@@ -498,10 +519,11 @@ def failed_groups(conn, *, delivery: str | None = None, since: datetime | None =
         were not given (not evaluated) are not failures and never appear.
     """
     groups: list[FailureGroup] = []
-    if "reference" in arms:
-        groups += _failed_groups(conn, "reference", _reference_files(conn, received_since=since, delivery=delivery))
-    if "l2" in arms:
-        groups += _failed_groups(conn, "l2", _l2_files(conn, received_since=since, delivery=delivery))
+    _without_jit(conn)
+    for name in ARMS:
+        if name in arms:
+            arm = _ARMS[name]
+            groups += _failed_groups(conn, arm, arm.where(received_since=since, delivery=delivery))
     return sorted(groups, key=_failure_order)
 
 

@@ -28,7 +28,7 @@ from rdmt_dagster.science.metrics import L2FileInfo, Metric, MetricSet, Referenc
 from rdmt_dagster.science.monitor import evaluate
 from rdmt_dagster.science.scales import ScaleValues
 from rdmt_dagster.science.standards import Standards
-from rdmt_dagster.storage.database import Database, sqlite_url
+from rdmt_dagster.storage.database import HEAD_REVISION, Database, sqlite_url
 from rdmt_dagster.storage.tables import CRDS
 from rdmt_dagster.storage.l2_store import L2Store
 from rdmt_dagster.storage.l2_tables import l2_file
@@ -353,7 +353,7 @@ def test_commands_need_an_existing_database_and_upgrade_an_old_one(tmp_path, sql
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["failures"] == []
     with sa.create_engine(url).connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM rdmt_alembic_version")).scalar() == "0005"
+        assert conn.execute(sa.text("SELECT version_num FROM rdmt_alembic_version")).scalar() == HEAD_REVISION
     proc = rdmt("failures", "--delivery", context(4), "--json", env={"RDMT_HOME": str(sqlite_home)})
     assert len(json.loads(proc.stdout)["failures"]) == 6
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -326,27 +326,33 @@ def trend_series(conn, metrics, first_day: str, last_day: str) -> dict[tuple[str
     """
     metrics = list(dict.fromkeys(metrics))
     out: dict[tuple[str, str], dict[str, list[TrendPoint]]] = {key: {} for key in metrics}
-    if not metrics:
-        return out
-    f, v, e = l2_file, l2_metric_value, l2_evaluation
-    in_range = (f.c.observation_day >= first_day) & (f.c.observation_day <= last_day)
-    newest = _newest_measured(in_range)
-    wanted = sa.or_(*[(v.c.monitor == monitor) & (v.c.metric == metric) for monitor, metric in metrics])
-    failing = (sa.select(e.c.file_id, e.c.monitor, e.c.metric).select_from(_latest_evaluations())
-               .where((e.c.region == 0) & e.c.passed.is_(False) & e.c.metric.in_([m for _, m in metrics]))
-               .group_by(e.c.file_id, e.c.monitor, e.c.metric).subquery())
-    query = (sa.select(f.c.detector, f.c.exposure_start, f.c.filename, v.c.monitor, v.c.metric, v.c.value,
-                       v.c.unit, failing.c.file_id.label("failed"))
-             .select_from(f)
-             .join(newest, (newest.c.filename == f.c.filename) & (newest.c.n == f.c.reprocess_number))
-             .join(v, v.c.file_id == f.c.id)
-             .outerjoin(failing, (failing.c.file_id == f.c.id) & (failing.c.monitor == v.c.monitor)
-                        & (failing.c.metric == v.c.metric))
-             .where(in_range & (v.c.scale == DETECTOR) & (v.c.region == 0) & wanted)
-             .order_by(f.c.exposure_start, f.c.filename))
-    for r in conn.execute(query):
-        series = out[(r.monitor, r.metric)].setdefault(r.detector or "", [])
-        series.append(TrendPoint(r.exposure_start, r.value, r.failed is not None, r.filename, r.unit or ""))
+    f, m, v, e = l2_file, l2_measurement, l2_metric_value, l2_evaluation
+    newer = l2_file.alias("newer")
+    # The days listed, not a range: with both columns of ix_l2_file_day (day, status) given as lists, SQLite
+    # reads the days' rows from that index instead of every measured image of ix_l2_file_status.
+    days = [(date.fromisoformat(first_day) + timedelta(days=k)).isoformat()
+            for k in range((date.fromisoformat(last_day) - date.fromisoformat(first_day)).days + 1)]
+    in_range = (f.c.observation_day.in_(days) & f.c.status.in_(MEASURED)
+                & ~sa.exists().where((newer.c.filename == f.c.filename) & newer.c.status.in_(MEASURED)
+                                     & (newer.c.reprocess_number > f.c.reprocess_number)))
+    # One statement per metric, each row reached by its full key: at the survey peak the range holds
+    # ~180,000 images, each with ~1,500 values and verdicts. A verdict is looked for only where the
+    # measurement counted a failure.
+    for monitor, metric in metrics:
+        failed = sa.exists().where((e.c.file_id == m.c.file_id) & (e.c.monitor == m.c.monitor)
+                                   & (e.c.standards_hash == m.c.standards_hash) & (e.c.metric == metric)
+                                   & (e.c.region == 0) & e.c.passed.is_(False))
+        query = (sa.select(f.c.detector, f.c.exposure_start, f.c.filename, v.c.value, v.c.unit,
+                           sa.case((m.c.n_failed > 0, failed), else_=sa.false()).label("failed"))
+                 .select_from(f)
+                 .join(m, (m.c.file_id == f.c.id) & (m.c.monitor == monitor))
+                 .join(v, (v.c.file_id == f.c.id) & (v.c.monitor == monitor) & (v.c.metric == metric)
+                       & (v.c.region == 0) & (v.c.scale == DETECTOR))
+                 .where(in_range)
+                 .order_by(f.c.exposure_start, f.c.filename))
+        series = out[(monitor, metric)]
+        for detector, when, filename, value, unit, is_failed in conn.execute(query):
+            series.setdefault(detector or "", []).append(TrendPoint(when, value, bool(is_failed), filename, unit or ""))
     return out
 
 

@@ -71,6 +71,8 @@ l2_file = sa.Table(
     sa.Index("ix_l2_file_history", "detector", "optical_element", "exposure_start"),
     sa.Index("ix_l2_file_day", "observation_day", "status"),
     sa.Index("ix_l2_file_claim", "claimed_by"),
+    sa.Index("ix_l2_file_detector_time", "detector", "exposure_start"),  # revision 0006
+    sa.Index("ix_l2_file_object", "bucket", "s3_key", mysql_length={"s3_key": 255}),  # revision 0006
 )
 
 rejected_message = sa.Table(
@@ -99,6 +101,8 @@ l2_measurement = sa.Table(
     sa.Column("n_not_evaluated", sa.Integer, nullable=True),  # revision 0005
     sa.Column("compared_with", sa.Text, nullable=True),  # JSON list of earlier files
     sa.Column("notes", sa.Text, nullable=True),  # JSON list of evaluator notes
+    # revision 0006: the latest evaluation of each monitor, read without the (wide) rows
+    sa.Index("ix_l2_measurement_latest", "file_id", "monitor", "status", "standards_hash", "n_failed"),
 )
 
 l2_metric_value = sa.Table(

@@ -485,3 +485,52 @@ def test_day_page_renders_in_headless_chromium(l2_site, tmp_path):
     target = os.environ.get("RDMT_L2_SCREENSHOT")
     if target:
         shutil.copy(shot, target)
+
+
+def test_binned_medians_of_a_long_series():
+    """1,000 values one minute apart in 10 bins: each bin's median is that of its 100 values."""
+    from rdmt_dagster.reports.l2_page import binned_medians
+
+    start = datetime(2027, 3, 1)
+    times = [start + timedelta(minutes=k) for k in range(1000)]
+    values = np.arange(1000.0) ** 2
+    values[5] = np.nan  # left out of its bin's median
+    centres, medians = binned_medians(times, values, 10)
+    width = timedelta(minutes=999 / 10)
+    expected = []
+    for b in range(10):
+        members = [values[k] for k in range(1000) if min(int(k / 99.9), 9) == b and not np.isnan(values[k])]
+        expected.append(float(np.median(members)))
+    assert medians.tolist() == pytest.approx(expected)
+    assert centres[0] == start + width / 2 and centres[-1] == start + width * 9.5
+
+
+def test_a_detector_with_more_values_than_bins_is_drawn_as_medians_with_every_failure_ringed(tmp_path):
+    from rdmt_dagster.reports import l2_page
+    from rdmt_dagster.reports.l2_queries import TrendPoint
+
+    start = datetime(2027, 3, 1)
+    n = l2_page.TREND_BINS * 5
+    points = [TrendPoint(start + timedelta(minutes=2 * k), 1.0 + 0.001 * (k % 7), k in (10, 2000), f"f{k}")
+              for k in range(n)]
+    from matplotlib.figure import Figure
+
+    drawn = []
+    original = Figure.savefig
+
+    def keep(fig, *args, **kwargs):  # the figure is not returned: keep it to look at what was drawn
+        drawn.append(fig)
+        return original(fig, *args, **kwargs)
+
+    Figure.savefig = keep
+    try:
+        path = l2_page.trend_figure(tmp_path / "trend.png", "PSF FWHM", "arcsec", {"WFI07": points}, [], start,
+                                    start + timedelta(minutes=2 * n))
+    finally:
+        Figure.savefig = original
+    assert _png_size(path)[0] >= 1000
+    ax = drawn[0].axes[0]
+    line = next(line for line in ax.get_lines() if "WFI07" in line.get_label())
+    assert len(line.get_xdata()) == l2_page.TREND_BINS and "medians" in line.get_label()
+    rings = [c for c in ax.collections if len(c.get_offsets())]
+    assert sum(len(c.get_offsets()) for c in rings) == 2  # both failing values, one by one
