@@ -1320,6 +1320,28 @@ class WritePath:
         return {"total_s": time.perf_counter() - t0}
 
 
+def measure_day_page(url: str, span: Span) -> dict:
+    """The L2 day page of the last whole day of the span, as every run of that day rewrites it (timed once)."""
+    import tempfile
+
+    from rdmt_dagster.reports.l2_page import write_l2_day_pages
+    from rdmt_dagster.reports.l2_queries import day_summaries
+    from rdmt_dagster.storage.database import Database
+
+    day = (span.end - timedelta(days=1)).strftime("%Y-%m-%d")
+    database = Database(url)
+    try:
+        with database.engine.connect() as conn:
+            summary = day_summaries(conn, [day]).get(day)
+        with tempfile.TemporaryDirectory() as site:
+            t0 = time.perf_counter()
+            write_l2_day_pages(database, [day], Path(site))
+            seconds = time.perf_counter() - t0
+    finally:
+        database.dispose()
+    return {"day": day, "images": summary.n_files if summary else 0, "seconds": seconds}
+
+
 def measure_write_path(url: str, span: Span, l2: ArmTemplate, reference: ArmTemplate, standards, batches: int,
                        deliveries: int) -> dict:
     path = WritePath(url, span, l2, reference, standards)
@@ -1473,6 +1495,8 @@ def run_backend(backend: Backend, args, span: Span, l2: ArmTemplate, reference: 
                                        "table_bytes": result["table_bytes"]}))
     print(f"{backend.label}: {gib(result['size_bytes'])}; measuring queries", file=sys.stderr)
     result["queries"] = measure_queries(backend.url, span, args.metric, args.detector, args.repeat, args.view_timeout)
+    print(f"{backend.label}: writing the day page of the last whole day", file=sys.stderr)
+    result["day_page"] = measure_day_page(backend.url, span)
     print(f"{backend.label}: measuring the write path", file=sys.stderr)
     result["write_path"] = measure_write_path(backend.url, span, l2, reference, standards, args.batches,
                                               args.deliveries)
@@ -1629,6 +1653,13 @@ def markdown(results: list[dict], args, span: Span, l2: ArmTemplate, reference: 
             text = f"`{top['statement'][:100]}...` ({top['calls']}, {top['seconds']:.2f})" if top else ""
             lines.append(f"| {r['backend']} | {label} | {s['total_s']:.2f} | {s['sql_s']:.2f} | {s['statements']:,} "
                          f"| {text} |")
+    pages = [r for r in results if "day_page" in r]
+    if pages:
+        lines += ["", "The L2 day page of the last whole day (every L2 run of a day rewrites it: failures, "
+                  "unmeasured images, the reference files behind them, per-detector table, 14 days of trends), "
+                  "timed once: " + "; ".join(f"{r['backend']} {r['day_page']['seconds']:.1f} s for "
+                                             f"{r['day_page']['images']:,} images of {r['day_page']['day']}"
+                                             for r in pages) + "."]
     lines += ["", f"One batch of 18 new L2 files through the real write path, median of {args.batches} "
               f"({results[0]['write_path']['rows_per_batch']:,} rows per batch):", "",
               "| backend | notices (`L2Ledger.record_many`) (s) | headers + claim (s) | S3 catch-up look-up of the 18 "

@@ -610,3 +610,29 @@ def test_head_revision_is_the_newest_migration():
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("rdmt_dagster.storage") / "migrations"))
     assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
+
+
+def test_query_indexes_upgrade_after_an_interrupted_attempt_and_downgrade(database):
+    """Revision 0006 on a database where an earlier, interrupted upgrade left one of its indexes: it completes;
+    downgraded, the three indexes are gone, and upgraded again they are back."""
+    import sqlalchemy as sa
+
+    database.dispose()
+    old = Database(database.url)
+    drop_schema(old)
+    old.upgrade("0005")
+    with old.engine.begin() as conn:
+        conn.execute(sa.text("CREATE INDEX ix_l2_file_detector_time ON l2_file (detector, exposure_start)"))
+    old.upgrade()
+
+    def indexes() -> set[str]:
+        inspector = sa.inspect(old.engine)
+        return {ix["name"] for table in ("l2_file", "l2_measurement") for ix in inspector.get_indexes(table)}
+
+    new = {"ix_l2_file_detector_time", "ix_l2_file_object", "ix_l2_measurement_latest"}
+    assert new <= indexes()
+    _downgrade(old, "0005")
+    assert not new & indexes()
+    old.upgrade()
+    assert new <= indexes()
+    old.dispose()

@@ -20,6 +20,11 @@ survey peak, SQLite and PostgreSQL):
   0.38 s per batch after a year. MariaDB indexes the first 255 characters of
   the key (a TEXT column).
 
+Each index is created only if it is missing: SQLite commits a CREATE INDEX at
+once (the driver opens its transactions at the first write), so a process
+stopped between two of them leaves the first behind, and the next upgrade
+must not fail on it.
+
 Revision ID: 0006
 Revises: 0005
 """
@@ -33,13 +38,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_l2_file_detector_time", "l2_file", ["detector", "exposure_start"])
-    op.create_index("ix_l2_file_object", "l2_file", ["bucket", "s3_key"], mysql_length={"s3_key": 255})
+    op.create_index("ix_l2_file_detector_time", "l2_file", ["detector", "exposure_start"], if_not_exists=True)
+    op.create_index("ix_l2_file_object", "l2_file", ["bucket", "s3_key"], mysql_length={"s3_key": 255},
+                    if_not_exists=True)
     op.create_index("ix_l2_measurement_latest", "l2_measurement",
-                    ["file_id", "monitor", "status", "standards_hash", "n_failed"])
+                    ["file_id", "monitor", "status", "standards_hash", "n_failed"], if_not_exists=True)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_l2_measurement_latest", table_name="l2_measurement")
-    op.drop_index("ix_l2_file_object", table_name="l2_file")
-    op.drop_index("ix_l2_file_detector_time", table_name="l2_file")
+    op.drop_index("ix_l2_measurement_latest", table_name="l2_measurement", if_exists=True)
+    op.drop_index("ix_l2_file_object", table_name="l2_file", if_exists=True)
+    op.drop_index("ix_l2_file_detector_time", table_name="l2_file", if_exists=True)
