@@ -178,3 +178,19 @@ def test_catch_up_finds_a_key_that_sorts_before_the_keys_it_listed(arm):
                                       cursor=first.cursor)
     catchup_tick(context, arm["rdmt"], l2, today=day)
     assert {later.filename, earlier.filename} <= set(statuses(arm))
+
+
+def test_a_backlog_of_whole_batches_goes_in_runs_of_up_to_the_largest_batch(arm):
+    announce(arm, *[put_image(arm, f"WFI{d:02d}", 1, "2027-03-20T05:00:00") for d in range(1, 8)])
+    requests = tick(arm, batch_size=3, max_batch_size=6).run_requests
+    assert len(requests) == 1  # two whole batches of 3 in one run; the seventh file waits
+    batches = [s[1] for s in statuses(arm).values() if s[0] == "claimed"]
+    assert len(batches) == 6 and set(batches) == {requests[0].tags[BATCH_TAG]}
+    assert [s[0] for s in statuses(arm).values()].count("pending") == 1
+
+
+def test_runs_of_one_batch_each_when_the_largest_batch_is_the_batch(arm):
+    announce(arm, *[put_image(arm, f"WFI{d:02d}", 1, "2027-03-20T05:00:00") for d in range(1, 8)])
+    requests = tick(arm, batch_size=3, max_batch_size=3, max_wait_seconds=0).run_requests
+    batches = [s[1] for s in statuses(arm).values()]
+    assert len(requests) == 3 and sorted(batches.count(r.tags[BATCH_TAG]) for r in requests) == [1, 3, 3]

@@ -9,7 +9,8 @@
   day, detector, the reference files that calibrated them), then claims
   batches of pending files and requests one run per batch: a day with
   ``batch_size`` files waiting, or whose oldest file has waited
-  ``max_wait_seconds``. A claim is made here, under a batch id that is the
+  ``max_wait_seconds``; a backlog of several batches goes in runs of up to
+  ``max_batch_size`` files. A claim is made here, under a batch id that is the
   run's key and its ``rdmt/l2_batch`` tag, so a file belongs to one run
   only; the claims of a batch whose run never started or failed for good
   return to pending after ``claim_timeout_minutes``.
@@ -197,15 +198,20 @@ def batch_tick(context, rdmt: RDMTConfig, l2: L2Config, now: datetime | None = N
     if released:
         context.log.warning(f"{released} file(s) of batches whose run never finished returned to pending")
     runs = []
+    largest = max(l2.batch_size, l2.max_batch_size)
     for day, (n, waited) in store.ready_days(l2.batch_size, timedelta(seconds=l2.max_wait_seconds), now).items():
-        n_batches = -(-n // l2.batch_size) if waited else n // l2.batch_size
-        for _ in range(n_batches):
+        # Whole batches of batch_size (or everything once the oldest has waited), in runs of up to
+        # max_batch_size: at the peak a run takes the 18 files of one readout as before; behind a backlog
+        # it takes several, and pays Dagster's run launch and the worker pool's start once for them all.
+        claimable = n if waited else n - n % l2.batch_size
+        while claimable > 0:
             if len(runs) >= MAX_RUNS_PER_TICK:
                 break
             batch = new_batch_id(day)
-            claimed = store.claim(day, batch, l2.batch_size)
+            claimed = store.claim(day, batch, min(claimable, largest))
             if not claimed:
                 break
+            claimable -= len(claimed)
             runs.append(dg.RunRequest(run_key=batch, partition_key=day,
                                       tags={BATCH_TAG: batch, "rdmt/source": "l2_batch_sensor",
                                             "dagster/max_runtime": str(int(l2.max_run_seconds))}))
