@@ -476,7 +476,7 @@ def trend_figure(path: Path, title: str, unit: str, series: dict[str, list[lq.Tr
         if len(points) > TREND_BINS:
             line_x, line_y = binned_medians(x, y, TREND_BINS)
             binned = True
-            ax.plot(line_x, line_y, ls="-", lw=lw, color=colour, label=_legend_label(detector) + " (medians)")
+            ax.plot(line_x, line_y, ls="-", lw=lw, color=colour, label=_legend_label(detector))
         else:
             ax.plot(x, y, marker=marker, ls="-", lw=lw, ms=ms, color=colour, label=_legend_label(detector))
         bad = [k for k, p in enumerate(points) if p.failed]
@@ -500,10 +500,6 @@ def trend_figure(path: Path, title: str, unit: str, series: dict[str, list[lq.Tr
         else:
             where = "above" if limit > hi else "below"
             ax.plot([], [], ls=style, color=colour, lw=1.7, label=f"{name} ({where} the plot)")
-    if binned:
-        ax.text(0.005, 0.985, f"lines: median of {TREND_BINS} equal time bins per detector "
-                f"({n_points:,} values)", transform=ax.transAxes, ha="left", va="top", fontsize=9.5,
-                color="#555555", parse_math=False)
     if not values:
         ax.text(0.5, 0.5, "no values in these days", transform=ax.transAxes, ha="center", va="center",
                 fontsize=13, color="#666666")
@@ -521,7 +517,9 @@ def trend_figure(path: Path, title: str, unit: str, series: dict[str, list[lq.Tr
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         legend = fig.legend(handles, labels, loc="outside right upper", ncols=2 if len(handles) > 16 else 1,
-                            fontsize=10, frameon=False)
+                            fontsize=10, frameon=False, title_fontsize=9.5, alignment="left",
+                            title=(f"lines: medians of {TREND_BINS} time bins\nper detector ({n_points:,} values)"
+                                   if binned else None))
         for text in legend.get_texts():
             text.set_parse_math(False)
     fig.savefig(path, dpi=TREND_DPI, metadata={"Software": None})
