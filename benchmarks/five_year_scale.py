@@ -139,7 +139,6 @@ import os
 import re
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -156,7 +155,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA = ROOT / "benchmarks" / "_data"
-BIN = Path(sys.executable).parent
 
 # -- the calendar --------------------------------------------------------------------------------------------
 FILES_PER_SLOT = 18
@@ -1126,11 +1124,9 @@ def _with_engine(url: str, work):
 
 
 def _command(url: str, *args) -> str:
-    env = {**os.environ, "RDMT_DATABASE_URL": url}
-    proc = subprocess.run([str(BIN / "rdmt"), *args], capture_output=True, text=True, env=env, timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    return proc.stdout
+    from history_query import _command as rdmt_command
+
+    return rdmt_command(url, *args, timeout=3600)
 
 
 VIEW_QUERY = """SELECT observed_at, value FROM metric_history

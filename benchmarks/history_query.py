@@ -130,11 +130,12 @@ def _query(url: str, **kwargs):
         engine.dispose()
 
 
-def _command(url: str, *args) -> str:
+def _command(url: str, *args, timeout: float = 300) -> str:
+    """``rdmt *args`` in a new process on the database at ``url``: its output (an error: the end of stderr)."""
     env = {**os.environ, "RDMT_DATABASE_URL": url}
-    proc = subprocess.run([str(BIN / "rdmt"), *args], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([str(BIN / "rdmt"), *args], capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(proc.stderr)
+        raise RuntimeError(proc.stderr[-2000:])
     return proc.stdout
 
 
