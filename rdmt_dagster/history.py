@@ -41,7 +41,8 @@ from typing import NamedTuple
 import sqlalchemy as sa
 
 from .storage import tables as t
-from .storage.l2_tables import l2_evaluation, l2_file, l2_measurement, l2_metric_value
+from .storage.l2_tables import (MEASURED, l2_evaluation, l2_file, l2_measurement, l2_metric_value,
+                                 newest_measured_row)
 
 ARMS = ("reference", "l2")
 #: Region numbers of the scales the commands read, as `rdmt_dagster.science.scales` numbers them (a test
@@ -49,7 +50,6 @@ ARMS = ("reference", "l2")
 SCALE_REGIONS = {"detector": range(0, 1), "amp": range(1, 33), "superpixel": range(0, 1024)}
 SCALES = tuple(SCALE_REGIONS)
 EVALUATOR_ORDER = ("mission", "soc", "change", "trend")
-MEASURED = ("ok", "error")  # L2 rows whose results are in (rdmt_dagster.storage.l2_store)
 
 
 # -- where the database is ---------------------------------------------------------
@@ -164,13 +164,6 @@ def _newest_reference_run():
     return ~newer
 
 
-def _newest_l2_row():
-    """``l2_file`` rows with no measured row of a higher reprocess number for the same image."""
-    f, newer = l2_file, l2_file.alias("newer")
-    return ~sa.exists().where((newer.c.filename == f.c.filename) & newer.c.status.in_(MEASURED)
-                              & (newer.c.reprocess_number > f.c.reprocess_number))
-
-
 def _after(file_id):
     """``file_id`` as an expression, so that a join on it reads this table after the one it comes from.
 
@@ -276,7 +269,7 @@ class _Arm:
             if delivery is not None:
                 where &= (f.c.delivery == delivery) | (f.c.run_id == delivery)
         else:
-            where = f.c.status.in_(MEASURED) & _newest_l2_row()
+            where = f.c.status.in_(MEASURED) & newest_measured_row()
             if observed_since is not None:
                 # observation_day is the indexed UTC day of exposure_start: it narrows the search.
                 where &= ((f.c.exposure_start >= observed_since)

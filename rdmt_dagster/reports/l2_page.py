@@ -297,10 +297,7 @@ def collect_l2_results(conn, files: list[lq.L2FileRecord], blocks: _Blocks | Non
     blocks = blocks or _Blocks(conn)
     ids = [r.id for r in files]
     meas = lq.measurements(conn, ids)
-    # Failed verdicts are read only where a measurement counted some: a day at the survey peak holds
-    # ~14 million verdicts, of which about one image in a hundred has a failed one.
-    fails = lq.failed_evaluations(conn, [i for i in ids if any(
-        m.status == "ok" and (m.n_failed or 0) > 0 for m in meas.get(i, []))])
+    fails = lq.failed_evaluations(conn, ids)
     out = []
     for record in files:
         result = FileResult(record, meas.get(record.id, []))
@@ -422,10 +419,11 @@ def _legend_label(text: str, limit: int = 24) -> str:
     return " " + label if label.startswith("_") else label  # matplotlib hides labels starting with "_"
 
 
-def binned_medians(times: list[datetime], values, n_bins: int) -> tuple[list[datetime], "np.ndarray"]:
-    """The median of ``values`` in each of ``n_bins`` equal bins of ``times`` (non-empty bins only).
+def binned_medians(times: list[datetime], values, n_bins: int) -> tuple:
+    """The median of ``values`` (a numpy array) in each of ``n_bins`` equal bins of ``times`` (non-empty bins only).
 
-    Returns the bin centres and the medians; NaN values are left out of a bin's median.
+    Returns the bin centres (a list of datetimes) and the medians (a numpy array); NaN values are left out of a
+    bin's median.
     """
     import numpy as np
 

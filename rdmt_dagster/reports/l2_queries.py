@@ -23,12 +23,12 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 
 from ..storage import tables as t
-from ..storage.l2_tables import l2_evaluation, l2_file, l2_measurement, l2_metric_value
+from ..storage.l2_tables import (MEASURED, l2_evaluation, l2_file, l2_measurement, l2_metric_value,
+                                  newest_measured_row)
 from .formatting import Failure, split_metric
 from .queries import json_list
 
 IN_CHUNK = 500
-MEASURED = ("ok", "error")
 DETECTOR = "detector"
 
 
@@ -245,12 +245,19 @@ def _latest_evaluations():
 
 def failed_evaluations(conn, file_ids) -> dict[int, dict[str, list[Failure]]]:
     """file id -> monitor -> the failed evaluations of its latest evaluation, with the values judged."""
-    e, v = l2_evaluation, l2_metric_value
+    e, m, v = l2_evaluation, l2_measurement, l2_metric_value
     out: dict[int, dict[str, list[Failure]]] = {int(i): {} for i in file_ids}
     source = _latest_evaluations().outerjoin(
         v, (v.c.file_id == e.c.file_id) & (v.c.monitor == e.c.monitor) & (v.c.metric == e.c.metric)
         & (v.c.region == e.c.region))
+    # Verdicts are read only for the files whose latest evaluations counted failures (the count is in
+    # ix_l2_measurement_latest): a day at the survey peak holds ~14 million verdicts, and about one image
+    # in a hundred has a failed one.
+    failing: list[int] = []
     for chunk in _chunks(list(out)):
+        failing += conn.execute(sa.select(m.c.file_id).distinct()
+                                .where(m.c.file_id.in_(chunk) & (m.c.n_failed > 0))).scalars().all()
+    for chunk in _chunks(sorted(failing)):
         query = (sa.select(e.c.file_id, e.c.monitor, e.c.metric, v.c.scale, e.c.region, v.c.value, v.c.unit,
                            e.c.evaluator, e.c.threshold, e.c.lower, e.c.reference)
                  .select_from(source)
@@ -327,14 +334,11 @@ def trend_series(conn, metrics, first_day: str, last_day: str) -> dict[tuple[str
     metrics = list(dict.fromkeys(metrics))
     out: dict[tuple[str, str], dict[str, list[TrendPoint]]] = {key: {} for key in metrics}
     f, m, v, e = l2_file, l2_measurement, l2_metric_value, l2_evaluation
-    newer = l2_file.alias("newer")
     # The days listed, not a range: with both columns of ix_l2_file_day (day, status) given as lists, SQLite
     # reads the days' rows from that index instead of every measured image of ix_l2_file_status.
     days = [(date.fromisoformat(first_day) + timedelta(days=k)).isoformat()
             for k in range((date.fromisoformat(last_day) - date.fromisoformat(first_day)).days + 1)]
-    in_range = (f.c.observation_day.in_(days) & f.c.status.in_(MEASURED)
-                & ~sa.exists().where((newer.c.filename == f.c.filename) & newer.c.status.in_(MEASURED)
-                                     & (newer.c.reprocess_number > f.c.reprocess_number)))
+    in_range = f.c.observation_day.in_(days) & f.c.status.in_(MEASURED) & newest_measured_row()
     # One statement per metric, each row reached by its full key: at the survey peak the range holds
     # ~180,000 images, each with ~1,500 values and verdicts. A verdict is looked for only where the
     # measurement counted a failure.

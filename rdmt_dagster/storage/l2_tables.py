@@ -131,3 +131,17 @@ l2_evaluation = sa.Table(
     sa.Column("reference", sa.Double, nullable=True),
     sa.Column("passed", sa.Boolean, nullable=True),  # NULL: not evaluated (revision 0005)
 )
+
+
+#: ``l2_file.status`` of the rows whose results are in (`rdmt_dagster.storage.l2_store`).
+MEASURED = ("ok", "error")
+
+
+def newest_measured_row():
+    """A condition on ``l2_file``: no measured row of the same image has a higher reprocess number.
+
+    Reached by ``uq_l2_file_reprocess`` (filename, reprocess_number), one look-up per row.
+    """
+    newer = l2_file.alias("newer")
+    return ~sa.exists().where((newer.c.filename == l2_file.c.filename) & newer.c.status.in_(MEASURED)
+                              & (newer.c.reprocess_number > l2_file.c.reprocess_number))
