@@ -238,8 +238,6 @@ def _results_database_0004(database):
     and a trend that *failed* with no reference (history all NaN), plus an
     older run under other standards. One L2 image: change with no previous file.
     """
-    import sqlalchemy as sa
-
     from rdmt_dagster.storage import tables as t
     from rdmt_dagster.storage.l2_tables import l2_evaluation, l2_file, l2_measurement, l2_metric_value
 
