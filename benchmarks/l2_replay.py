@@ -1132,8 +1132,8 @@ def replay(args) -> dict:
         clients["s3"].create_bucket(Bucket=BUCKET)
         queue, topic = _queue_with_topic(clients, "l2-notices")
         env = _child_env(workdir, queue, catalog)
-        env.update({"RDMT_L2_BATCH_SIZE": str(args.batch_size), "RDMT_L2_MAX_WAIT": str(args.max_wait),
-                    "RDMT_SENSOR_INTERVAL": str(args.sensor_interval)})
+        env.update({"RDMT_L2_BATCH_SIZE": str(args.batch_size), "RDMT_L2_MAX_BATCH_SIZE": str(args.max_batch_size),
+                    "RDMT_L2_MAX_WAIT": str(args.max_wait), "RDMT_SENSOR_INTERVAL": str(args.sensor_interval)})
         env.update(item.split("=", 1) for item in args.daemon_env)
         if args.database == "postgresql":
             env["RDMT_DATABASE_URL"] = url
@@ -1612,6 +1612,7 @@ def _paragraph(raw: dict, res: dict) -> str:
         f"{d['max_concurrent_runs']} at a time, dequeued every {d['dequeue_interval']} s; run retries"
         f"{'; run monitoring ' + str(args['run_monitoring']) + ' s' if args['run_monitoring'] else ''}), "
         f"`RDMT_SENSOR_INTERVAL={args['sensor_interval']}`, `RDMT_L2_BATCH_SIZE={args['batch_size']}`, "
+        f"{'`RDMT_L2_MAX_BATCH_SIZE=' + str(args['max_batch_size']) + '`, ' if 'max_batch_size' in args else ''}"
         f"`RDMT_L2_MAX_WAIT={args['max_wait']:g}`, 2 workers per run, moto S3/SNS/SQS on loopback, the RDMT "
         f"database in {'PostgreSQL' if args['database'] == 'postgresql' else 'SQLite'}"
         f"{' through a TCP proxy on loopback' if args['faults'] else ''}. Dagster's own limits: the sensors "
@@ -1681,6 +1682,7 @@ def parse_args(argv=None):
                         help="add Dagster run monitoring to the instance (start timeout and maximum run time)")
     parser.add_argument("--sensor-interval", type=int, default=30, help="RDMT_SENSOR_INTERVAL (default 30)")
     parser.add_argument("--batch-size", type=int, default=GROUP, help="RDMT_L2_BATCH_SIZE (default 18)")
+    parser.add_argument("--max-batch-size", type=int, default=72, help="RDMT_L2_MAX_BATCH_SIZE (default 72)")
     parser.add_argument("--max-wait", type=float, default=120.0, help="RDMT_L2_MAX_WAIT (default 120)")
     parser.add_argument("--daemon-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable of the daemon (repeatable), e.g. RDMT_L2_CLAIM_TIMEOUT=5")
